@@ -1,0 +1,1 @@
+"""Alarm engine, playbooks of the heating plan, MQTT publishing/commands, pager adapters."""

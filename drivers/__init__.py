@@ -1,0 +1,1 @@
+"""Protocol drivers behind one small interface (see drivers.base)."""

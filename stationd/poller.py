@@ -1,0 +1,256 @@
+"""Polling: one supervisor per station, one tick loop for the fleet.
+
+The supervisor is the only reconnect policy (capped exponential backoff with full jitter;
+the protocol libraries' own reconnects are off). Every network call sits inside
+asyncio.timeout with a deadline shorter than the interval, so a dead or slow station
+can never delay another station or the next tick. Results are staged into the fleet
+frame under the tick time they were requested for; a result that arrives after its tick
+was committed is counted as late and dropped, never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.base import Driver, PermanentError, TransientError
+from stationd import signals
+from stationd.config import AnyStation, Config
+from stationd.frame import FleetFrame
+from stationd.ticks import TickClock, next_tick
+
+log = logging.getLogger(__name__)
+
+DriverFactory = Callable[[AnyStation, Config], Driver]
+TickHandler = Callable[[float, "TickReport"], Awaitable[None]]
+
+
+class LinkState(enum.IntEnum):
+    DISCONNECTED = 0
+    CONNECTING = 1
+    CONNECTED = 2
+    BACKOFF = 3
+    FAILED = 4  # permanent error: needs a config change, retried slowly
+
+
+@dataclass(slots=True)
+class TickReport:
+    """What one committed tick carried, for sinks (historian, detection, status)."""
+
+    tick: float
+    answered: int
+    stations: int
+    late: int
+    extras: dict[int, np.ndarray] = field(default_factory=dict)  # station -> extra values
+
+
+class StationSupervisor:
+    """Owns one station's driver: connect, read on each tick, back off on failure."""
+
+    def __init__(
+        self, index: int, station: AnyStation, cfg: Config, driver: Driver, poller: Poller
+    ) -> None:
+        self.index = index
+        self.station = station
+        self.cfg = cfg
+        self.driver = driver
+        self.poller = poller
+        self.state = LinkState.DISCONNECTED
+        self.retry_at = 0.0  # loop time before which no connect is tried
+        self.attempt = 0
+        self.last_error = ""
+        sig = station.signals
+        n_canon = sum(1 for s in sig if s in signals.INDEX)
+        # Plan once: where each read value goes in the frame row.
+        self.frame_cols = np.array([signals.INDEX[s] for s in sig[:n_canon]], dtype=np.intp)
+        self.n_canon = n_canon
+        self.has_extras = len(sig) > n_canon
+        self._row = np.full(signals.K, np.nan)
+        self._rng = random.Random(hash(station.id))
+
+    def _backoff(self) -> float:
+        d = self.cfg.defaults
+        cap = min(d.backoff_max, d.backoff_initial * (2 ** min(self.attempt, 16)))
+        # Full jitter (AWS architecture blog): spreads a fleet's reconnects after an outage.
+        return d.backoff_initial * 0.5 + self._rng.uniform(0, cap)
+
+    async def _drop(self, reason: str, permanent: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if self.state == LinkState.CONNECTED:
+            log.warning("station=%s link lost: %s", self.station.id, reason)
+        self.last_error = reason
+        self.attempt += 1
+        self.state = LinkState.FAILED if permanent else LinkState.BACKOFF
+        delay = self.cfg.defaults.backoff_max if permanent else self._backoff()
+        self.retry_at = loop.time() + delay
+        try:
+            async with asyncio.timeout(self.cfg.defaults.timeout):
+                await self.driver.close()
+        except (TimeoutError, Exception):  # close must never take the supervisor down
+            log.debug("station=%s close failed", self.station.id, exc_info=True)
+
+    async def _connect(self) -> bool:
+        self.state = LinkState.CONNECTING
+        try:
+            async with asyncio.timeout(self.cfg.defaults.connect_timeout):
+                await self.driver.connect()
+        except PermanentError as exc:
+            await self._drop(f"connect refused for good: {exc}", permanent=True)
+            log.error("station=%s endpoint=%s %s", self.station.id, self.station.endpoint_label, exc)
+            return False
+        except (TimeoutError, TransientError, OSError) as exc:
+            await self._drop(f"connect failed: {exc or type(exc).__name__}")
+            return False
+        if self.attempt:
+            self.poller.reconnects[self.index] += 1
+            log.info("station=%s reconnected after %d attempts", self.station.id, self.attempt)
+        self.state = LinkState.CONNECTED
+        self.attempt = 0
+        self.last_error = ""
+        return True
+
+    async def run(self) -> None:
+        clock = self.poller.clock
+        loop = asyncio.get_running_loop()
+        timeout = self.cfg.defaults.timeout
+        while True:
+            tick = await clock.wait_next()
+            if self.state != LinkState.CONNECTED:
+                if loop.time() < self.retry_at:
+                    continue
+                if not await self._connect():
+                    continue
+            t0 = loop.time()
+            # The deadline belongs to the tick, not to when this task woke up.
+            deadline = t0 + max(0.0, tick + timeout - clock.wall())
+            try:
+                async with asyncio.timeout_at(deadline):
+                    result = await self.driver.read()
+            except PermanentError as exc:
+                await self._drop(str(exc), permanent=True)
+                continue
+            except (TimeoutError, TransientError, OSError) as exc:
+                self.poller.read_failures[self.index] += 1
+                await self._drop(f"read failed: {exc or type(exc).__name__}")
+                continue
+            except Exception as exc:
+                # A driver bug or a reply it could not parse: this station reconnects, the
+                # daemon and every other station carry on.
+                log.exception("station=%s unexpected read error", self.station.id)
+                self.poller.read_failures[self.index] += 1
+                await self._drop(f"unexpected {type(exc).__name__}: {exc}")
+                continue
+            self.poller.latency[self.index] = loop.time() - t0
+            self.poller.stage(self, tick, result.values)
+
+
+class Poller:
+    """The fleet tick loop: opens a tick, waits for the reads' deadline, commits the frame."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        frame: FleetFrame,
+        driver_factory: DriverFactory,
+        on_tick: TickHandler | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.frame = frame
+        self.clock = TickClock(cfg.defaults.interval, wall)
+        self.on_tick = on_tick
+        n = len(cfg.stations)
+        self.latency = np.full(n, np.nan)
+        self.reconnects = np.zeros(n, dtype=np.int64)
+        self.read_failures = np.zeros(n, dtype=np.int64)
+        self.late = 0  # results that arrived after their tick closed
+        self.handler_overruns = 0  # ticks whose sinks ran into the next tick
+        self.first_full_poll = asyncio.Event()
+        self._extras: dict[int, np.ndarray] = {}
+        self._closed_tick = float("nan")
+        self.supervisors = [
+            StationSupervisor(i, st, cfg, driver_factory(st, cfg), self)
+            for i, st in enumerate(cfg.stations)
+        ]
+        if [s.id for s in cfg.stations] != frame.station_ids:
+            raise ValueError("frame stations must match config stations, in order")
+
+    def stage(self, sup: StationSupervisor, tick: float, values: np.ndarray) -> None:
+        if tick != self.clock.current or self._closed_tick == tick:
+            self.late += 1
+            return
+        row = sup._row
+        row.fill(np.nan)
+        row[sup.frame_cols] = values[: sup.n_canon]
+        self.frame.put(sup.index, row)
+        if sup.has_extras:
+            self._extras[sup.index] = values[sup.n_canon :].copy()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run supervisors and the tick loop until `stop` is set (or cancelled)."""
+        stop = stop or asyncio.Event()
+        d = self.cfg.defaults
+        # Commit a little after the read deadline so reads that finish at it are in.
+        grace = min(0.05, (d.interval - d.timeout) / 2)
+        tasks = [
+            asyncio.create_task(sup.run(), name=f"station-{sup.station.id}")
+            for sup in self.supervisors
+        ]
+        try:
+            await self._tick_loop(stop, grace)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tick_loop(self, stop: asyncio.Event, grace: float) -> None:
+        d = self.cfg.defaults
+        clock = self.clock
+        tick = next_tick(clock.wall(), d.interval)
+        while not stop.is_set():
+            await clock.sleep_until(tick)
+            now = clock.wall()
+            if now - tick > d.timeout:
+                # We woke too late to give stations their full timeout: skip, count, realign.
+                missed = int((now - tick) // d.interval) + 1
+                clock.skipped += missed
+                log.warning("tick loop %.3fs late: skipped %d tick(s)", now - tick, missed)
+                tick = next_tick(now, d.interval)
+                continue
+            clock.open(tick)
+            await clock.sleep_until(tick + d.timeout + grace)
+            self._closed_tick = tick
+            answered = int(self.frame.staged.sum())
+            report = TickReport(tick, answered, self.frame.n, self.late, self._extras)
+            self._extras = {}
+            self.frame.commit(tick)
+            if answered == self.frame.n and not self.first_full_poll.is_set():
+                self.first_full_poll.set()
+            if self.on_tick is not None:
+                await self.on_tick(tick, report)
+            if clock.wall() > tick + d.interval:
+                self.handler_overruns += 1
+            tick += d.interval
+
+    async def write(self, station_id: str, signal: str, value: float) -> None:
+        """Write one point through the station's own connection (control only)."""
+        sup = self.supervisors[self.frame.index[station_id]]
+        if sup.state != LinkState.CONNECTED:
+            raise TransientError(station_id, f"not connected ({sup.state.name})")
+        async with asyncio.timeout(self.cfg.defaults.timeout):
+            await sup.driver.write(signal, value)
+
+    async def close(self) -> None:
+        for sup in self.supervisors:
+            try:
+                async with asyncio.timeout(self.cfg.defaults.timeout):
+                    await sup.driver.close()
+            except (TimeoutError, Exception):
+                log.debug("station=%s close failed", sup.station.id, exc_info=True)

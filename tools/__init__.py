@@ -1,0 +1,1 @@
+"""Operator tools: the station simulator and helpers."""
