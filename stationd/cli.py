@@ -20,6 +20,10 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # The protocol libraries log every session open/close at INFO: too chatty for a
+    # 24/7 journal. Their warnings still come through.
+    for noisy in ("asyncua", "pymodbus"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

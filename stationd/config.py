@@ -514,3 +514,32 @@ def summary(cfg: Config) -> str:
         f"({', '.join(branches[:6])}{' …' if len(branches) > 6 else ''}), {len(feeders)} feeders, "
         f"{area / 1e4:.1f} 万m² heated, interval {cfg.defaults.interval}s, timeout {cfg.defaults.timeout}s"
     )
+
+
+def remap_ports(cfg: Config, port_map: dict[int, int]) -> Config:
+    """The same fleet with endpoint ports replaced (tests and the demo run on free ports)."""
+    stations: list[AnyStation] = []
+    for st in cfg.stations:
+        if isinstance(st, ModbusStation):
+            port = port_map.get(st.modbus.port, st.modbus.port)
+            ep = st.modbus.model_copy(update={"port": port})
+            stations.append(st.model_copy(update={"modbus": ep}))
+        else:
+            m = re.match(r"^(opc\.tcp://[^/:]+):(\d+)(.*)$", st.opcua.url)
+            if m and int(m.group(2)) in port_map:
+                url = f"{m.group(1)}:{port_map[int(m.group(2))]}{m.group(3)}"
+                st = st.model_copy(update={"opcua": st.opcua.model_copy(update={"url": url})})
+            stations.append(st)
+    return cfg.model_copy(update={"stations": tuple(stations)})
+
+
+def endpoint_ports(cfg: Config) -> list[int]:
+    """Every TCP port the fleet's endpoints use, sorted."""
+    ports: set[int] = set()
+    for st in cfg.stations:
+        if isinstance(st, ModbusStation):
+            ports.add(st.modbus.port)
+        else:
+            m = re.match(r"^opc\.tcp://[^/:]+:(\d+)", st.opcua.url)
+            ports.add(int(m.group(1)) if m else 4840)
+    return sorted(ports)

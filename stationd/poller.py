@@ -49,6 +49,7 @@ class TickReport:
     stations: int
     late: int
     extras: dict[int, np.ndarray] = field(default_factory=dict)  # station -> extra values
+    clock_stepped: bool = False  # the wall clock stepped back before this tick
 
 
 class StationSupervisor:
@@ -103,7 +104,9 @@ class StationSupervisor:
                 await self.driver.connect()
         except PermanentError as exc:
             await self._drop(f"connect refused for good: {exc}", permanent=True)
-            log.error("station=%s endpoint=%s %s", self.station.id, self.station.endpoint_label, exc)
+            log.error(
+                "station=%s endpoint=%s %s", self.station.id, self.station.endpoint_label, exc
+            )
             return False
         except (TimeoutError, TransientError, OSError) as exc:
             await self._drop(f"connect failed: {exc or type(exc).__name__}")
@@ -214,8 +217,13 @@ class Poller:
         d = self.cfg.defaults
         clock = self.clock
         tick = next_tick(clock.wall(), d.interval)
+        stepped = False
         while not stop.is_set():
-            await clock.sleep_until(tick)
+            if not await clock.sleep_until(tick):
+                log.warning("wall clock stepped back %.1fs: realigning ticks", tick - clock.wall())
+                tick = next_tick(clock.wall(), d.interval)
+                stepped = True
+                continue
             now = clock.wall()
             if now - tick > d.timeout:
                 # We woke too late to give stations their full timeout: skip, count, realign.
@@ -228,8 +236,9 @@ class Poller:
             await clock.sleep_until(tick + d.timeout + grace)
             self._closed_tick = tick
             answered = int(self.frame.staged.sum())
-            report = TickReport(tick, answered, self.frame.n, self.late, self._extras)
+            report = TickReport(tick, answered, self.frame.n, self.late, self._extras, stepped)
             self._extras = {}
+            stepped = False
             self.frame.commit(tick)
             if answered == self.frame.n and not self.first_full_poll.is_set():
                 self.first_full_poll.set()

@@ -39,6 +39,7 @@ class TickClock:
         self._next: asyncio.Future[float] | None = None
         self.ticks = 0
         self.skipped = 0  # ticks the loop itself was too late to open (loop lag, clock step)
+        self.clock_steps = 0  # backward wall-clock steps seen (NTP step, operator)
 
     def _future(self) -> asyncio.Future[float]:
         if self._next is None or self._next.done():
@@ -55,10 +56,17 @@ class TickClock:
         fut = self._future()
         fut.set_result(tick)
 
-    async def sleep_until(self, wall_t: float) -> None:
-        """Sleep until wall time; re-checks so a clock step cannot oversleep by much."""
+    async def sleep_until(self, wall_t: float) -> bool:
+        """Sleep until wall time wall_t. Re-checks the clock at least once a second, so a
+        clock step cannot make us oversleep by much. Returns False if the wall clock
+        stepped backwards so far that wall_t is more than an interval + 1 s away: the
+        caller realigns instead of stalling the fleet for the size of the step."""
+        limit = self.interval + 1.0
         while True:
             delay = wall_t - self.wall()
             if delay <= 0:
-                return
+                return True
+            if delay > limit:
+                self.clock_steps += 1
+                return False
             await asyncio.sleep(min(delay, 1.0))

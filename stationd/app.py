@@ -1,0 +1,142 @@
+"""The composition root: build the daemon's parts from the config and run them.
+
+Parts start in dependency order (sinks, then detection, then pollers) inside an
+AsyncExitStack and stop in reverse, so queues are flushed after the last tick is in.
+Nothing here does the work itself; each part lives in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from drivers.factory import make_driver
+from stationd.config import AnyStation, Config, shard_of
+from stationd.detect.engine import Detector
+from stationd.detect.static import FleetStatic
+from stationd.finding_stream import FindingChange, FindingStream, log_changes
+from stationd.findings import Finding
+from stationd.frame import FleetFrame
+from stationd.health import HealthServer, HttpConfig
+from stationd.poller import Poller, TickReport
+from stationd.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+TickListener = Callable[[float, TickReport, list[Finding], list[FindingChange]], None]
+
+
+def apply_shard(cfg: Config, shard: str | None) -> Config:
+    """Keep only this daemon's shard of the fleet (`k/n`, stable hash of the station id)."""
+    spec = shard or cfg.site.shard
+    if not spec:
+        return cfg
+    k, n = (int(x) for x in spec.split("/"))
+    if not 0 <= k < n:
+        raise ValueError(f"shard {spec}: need 0 <= k < n")
+    mine = tuple(s for s in cfg.stations if shard_of(s.id, n) == k)
+    return cfg.model_copy(update={"stations": mine})
+
+
+def default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; by hand we use ./state.
+    import os
+
+    return Path(os.environ.get("STATE_DIRECTORY", "state"))
+
+
+class Daemon:
+    """One site's (or shard's) stationd: poll, detect, and hand results to the sinks."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        state_dir: Path | None = None,
+        shard: str | None = None,
+        driver_factory: Callable[[AnyStation, Config], object] | None = None,
+    ) -> None:
+        self.cfg = apply_shard(cfg, shard)
+        self.state_dir = state_dir or default_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ids = [s.id for s in self.cfg.stations]
+        self.frame = FleetFrame(ids, self.cfg.defaults.window)
+        self.static = FleetStatic.from_config(self.cfg)
+        self.detector = Detector(self.static)
+        self.stream = FindingStream()
+        factory = driver_factory or (lambda st, c: make_driver(st, c.defaults))
+        self.poller = Poller(self.cfg, self.frame, factory, on_tick=self._on_tick)  # type: ignore[arg-type]
+        self.notifier = Notifier()
+        self.listeners: list[TickListener] = []
+        # Gauges other parts expose on /metrics: (name, value, help) triples at scrape time.
+        self.gauge_sources: list[Callable[[], Iterable[tuple[str, float, str]]]] = []
+        self.http_cfg = HttpConfig.model_validate(self.cfg.http)
+        self.health: HealthServer | None = None
+        self.findings: list[Finding] = []
+        self.detect_seconds = float("nan")
+        self.ready = asyncio.Event()
+        self.stop_event = asyncio.Event()
+
+    async def _on_tick(self, tick: float, report: TickReport) -> None:
+        if report.clock_stepped:
+            # Incremental detector state assumes forward time; start it afresh.
+            self.detector = Detector(self.static)
+        t0 = time.perf_counter()
+        findings = self.detector.step(self.frame)
+        self.detect_seconds = time.perf_counter() - t0
+        changes = self.stream.update(tick, findings)
+        log_changes(changes)
+        self.findings = findings
+        for listener in self.listeners:
+            try:
+                listener(tick, report, findings, changes)
+            except Exception:  # a view or sink bug must not stop polling
+                log.exception("tick listener failed")
+        if not self.ready.is_set() and self.poller.first_full_poll.is_set():
+            self.ready.set()
+            self.notifier.ready(self.status_line(report))
+        self.notifier.watchdog()
+        self.notifier.status(self.status_line(report))
+
+    def extra_gauges(self) -> Iterable[tuple[str, float, str]]:
+        for source in self.gauge_sources:
+            yield from source()
+
+    def status_line(self, report: TickReport) -> str:
+        return (
+            f"{report.answered}/{report.stations} stations answering, "
+            f"{len(self.findings)} findings active, tick {time.strftime('%H:%M:%S', time.localtime(report.tick))}"
+        )
+
+    async def run(self) -> None:
+        async with AsyncExitStack() as stack:
+            if self.http_cfg.enabled:
+                self.health = HealthServer(self, self.http_cfg.host, self.http_cfg.port)
+                await self.health.start()
+                stack.push_async_callback(self.health.stop)
+            stack.push_async_callback(self.poller.close)
+            log.info(
+                "stationd starting site=%s stations=%d interval=%ss",
+                self.cfg.site.id,
+                len(self.cfg.stations),
+                self.cfg.defaults.interval,
+            )
+            await self.poller.run(self.stop_event)
+        self.notifier.stopping()
+        log.info("stationd stopped")
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+
+async def run_daemon(cfg: Config, state_dir: Path | None = None, shard: str | None = None) -> int:
+    daemon = Daemon(cfg, state_dir=state_dir, shard=shard)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    await daemon.run()
+    return 0
