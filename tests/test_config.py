@@ -52,20 +52,29 @@ def test_bad_config_is_refused_with_file_line_and_key(case: Path) -> None:
 def test_check_config_cli_exit_codes_and_output(tmp_path: Path) -> None:
     ok = subprocess.run(
         [sys.executable, "-m", "stationd", "check-config", str(EXAMPLE)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
     assert "8 stations (5 modbus, 3 opcua)" in ok.stdout
     bad_case = next(c for c in CASES if c.stem == "overlapping_registers")
     bad = subprocess.run(
         [sys.executable, "-m", "stationd", "check-config", str(bad_case)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert bad.returncode == 2
     assert f"{bad_case}:8 templates.plc.tags.secondary_flow.address:" in bad.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "stationd", "check-config", str(tmp_path / "nope.yaml")],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 

@@ -35,7 +35,9 @@ def test_unit_security_exposure_at_most_2(tmp_path: Path) -> None:
     unit = _unit_with_real_binary(tmp_path)
     res = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--threshold=20", str(unit)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     m = re.search(r"Overall exposure level for stationd\.service: (\d+\.\d)", res.stdout)
     assert m, res.stdout + res.stderr
@@ -46,7 +48,13 @@ def test_unit_security_exposure_at_most_2(tmp_path: Path) -> None:
 def test_unit_is_notify_with_watchdog_credentials_and_state_dir() -> None:
     text = UNIT.read_text(encoding="utf-8")
     for line in (
-        "Type=notify", "WatchdogSec=", "LoadCredential=influxdb-token:", "StateDirectory=stationd",
-        "ProtectSystem=strict", "NoNewPrivileges=yes", "DynamicUser=yes", "ExecReload=",
+        "Type=notify",
+        "WatchdogSec=",
+        "LoadCredential=influxdb-token:",
+        "StateDirectory=stationd",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "DynamicUser=yes",
+        "ExecReload=",
     ):
         assert line in text, line
