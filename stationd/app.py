@@ -15,14 +15,21 @@ from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
+from alarms.pager import Pager
+from alarms.pager_metrics import register_pager_metrics
+from alarms.service import AlarmService
 from drivers.factory import make_driver
 from stationd.config import AnyStation, Config, shard_of
+from stationd.derived import derived_fields
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
 from stationd.finding_stream import FindingChange, FindingStream, log_changes
 from stationd.findings import Finding
 from stationd.frame import FleetFrame
 from stationd.health import HealthServer, HttpConfig
+from stationd.historian import Historian
 from stationd.poller import Poller, TickReport
 from stationd.sdnotify import Notifier
 
@@ -80,6 +87,24 @@ class Daemon:
         self.detect_seconds = float("nan")
         self.ready = asyncio.Event()
         self.stop_event = asyncio.Event()
+        # One registry for everything this daemon exports on /metrics.
+        self.registry = CollectorRegistry()
+        self.historian = Historian.from_config(
+            self.cfg.historian,
+            self.cfg.site.id,
+            list(self.cfg.stations),
+            self.state_dir,
+            registry=self.registry,
+        )
+        self.alarms = AlarmService.from_config(self.cfg, state_dir=self.state_dir / "alarms")
+        self.pager: Pager | None = None
+        if self.cfg.pager:
+            self.pager = Pager.from_config(self.cfg.pager)
+            register_pager_metrics(self.pager, self.registry)
+            self.alarms.pager_hooks.append(self.pager.notify)
+        self.alarms.transition_hooks.append(self.historian.write_alarm)
+        self.gauge_sources.append(self._queue_gauges)
+        self._extra_names = [st.extras for st in self.cfg.stations]
 
     async def _on_tick(self, tick: float, report: TickReport) -> None:
         if report.clock_stepped:
@@ -91,6 +116,12 @@ class Daemon:
         changes = self.stream.update(tick, findings)
         log_changes(changes)
         self.findings = findings
+        self.historian.write_tick(tick, self.frame.latest(), self._extras(report))
+        self.historian.write_derived(tick, derived_fields(self.detector, self.static, self.frame))
+        try:
+            await self.alarms.on_tick(tick, findings)
+        except Exception:  # the alarm side must not stop polling; its state is on disk
+            log.exception("alarm service failed on tick %.0f", tick)
         for listener in self.listeners:
             try:
                 listener(tick, report, findings, changes)
@@ -101,6 +132,19 @@ class Daemon:
             self.notifier.ready(self.status_line(report))
         self.notifier.watchdog()
         self.notifier.status(self.status_line(report))
+
+    def _extras(self, report: TickReport) -> dict[int, dict[str, float]]:
+        return {
+            i: dict(zip(self._extra_names[i], map(float, vals), strict=True))
+            for i, vals in report.extras.items()
+        }
+
+    def _queue_gauges(self) -> Iterable[tuple[str, float, str]]:
+        yield (
+            "stationd_alarms_active",
+            float(len(self.alarms.engine.active())),
+            "Alarms not normal",
+        )
 
     def extra_gauges(self) -> Iterable[tuple[str, float, str]]:
         for source in self.gauge_sources:
@@ -114,8 +158,19 @@ class Daemon:
 
     async def run(self) -> None:
         async with AsyncExitStack() as stack:
+            # Sinks first, pollers last; the stack stops them in reverse, so the last tick's
+            # data is handed to the historian and alarms before their queues are flushed.
+            await self.historian.start()
+            stack.push_async_callback(self.historian.stop)
+            if self.pager is not None:
+                await self.pager.start()
+                stack.push_async_callback(self.pager.stop)
+            await self.alarms.start()
+            stack.push_async_callback(self.alarms.stop)
             if self.http_cfg.enabled:
-                self.health = HealthServer(self, self.http_cfg.host, self.http_cfg.port)
+                self.health = HealthServer(
+                    self, self.http_cfg.host, self.http_cfg.port, registry=self.registry
+                )
                 await self.health.start()
                 stack.push_async_callback(self.health.stop)
             stack.push_async_callback(self.poller.close)

@@ -1,0 +1,356 @@
+"""MQTT for the dispatch room: retained alarm state, events, playbooks, status, commands.
+
+Topics under the prefix (default `heating/<site>`), all QoS 1:
+- `<prefix>/alarm/<station-or-subject>/<finding>`  retained alarm state; empty when normal
+- `<prefix>/events`                                  transitions, steps, escalations, notes
+- `<prefix>/playbook/<incident_id>`                  retained playbook instance
+- `<prefix>/status`                                  retained daemon status, last-will offline
+- `<prefix>/cmd` in, `<prefix>/cmd/result` out      operator commands and their answers
+
+Every outgoing message goes through the disk outbox (alarms/outbox.py) so a broker outage
+or a restart loses nothing and keeps order. paho's network loop runs in its own thread
+(`loop_start`); its callbacks only hand work to asyncio with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from alarms.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "stationd.status/1"
+
+
+class MqttSettings(BaseModel):
+    """Broker connection. The password is never in YAML: an env var or a file path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str | None = None  # default heating/<site>
+    client_id: str | None = None  # default stationd-<site>-<pid>
+    keepalive: int = Field(30, ge=5, le=3600)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    max_inflight: int = Field(100, ge=1, le=65535)
+    reconnect_min_s: int = Field(1, ge=1, le=60)
+    reconnect_max_s: int = Field(30, ge=1, le=600)
+    outbox_max_rows: int = Field(200_000, ge=100)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttSettings:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    def password(self) -> str | None:
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ValueError(f"mqtt: environment variable {self.password_env} is not set")
+            return value
+        if self.password_file:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+def topic_part(text: str) -> str:
+    """A subject as one topic level: wildcards and separators cannot appear in it."""
+    return text.replace("/", "_").replace("+", "_").replace("#", "_") or "_"
+
+
+def dumps(obj: Any) -> bytes:
+    # ensure_ascii=False: Chinese station names go out as UTF-8, readable on any screen
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]
+
+
+class MqttBridge:
+    """One broker connection: publishes through the outbox and feeds commands in."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        site: str,
+        outbox_path: Path,
+        on_command: CommandHandler | None = None,
+        command_queue_size: int = 1000,
+        window: int = 1000,
+    ) -> None:
+        self.settings = settings
+        self.site = site
+        self.prefix = (settings.prefix or f"heating/{site}").rstrip("/")
+        self.outbox = Outbox(outbox_path, max_rows=settings.outbox_max_rows)
+        self.on_command = on_command
+        self.window = window  # messages handed to paho and not yet acknowledged, at most
+        self.connected = asyncio.Event()
+        self.refused = asyncio.Event()  # the broker refused us (bad credentials, not allowed)
+        self.last_refusal = ""
+        self.commands_dropped = 0
+        self.sent = 0
+        self._cmd_queue: asyncio.Queue[bytes] = asyncio.Queue(command_queue_size)
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._gen = 0  # bumped on every publish: a stale "nothing left" must not say drained
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._acked: list[int] = []
+        self._last_seq = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._started_at = 0.0
+        self._stopping = False
+
+    # -- topics ------------------------------------------------------------------------
+    def alarm_topic(self, subject: str, kind: str) -> str:
+        return f"{self.prefix}/alarm/{topic_part(subject)}/{kind}"
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.prefix}/events"
+
+    def playbook_topic(self, incident_id: str) -> str:
+        return f"{self.prefix}/playbook/{topic_part(incident_id)}"
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def cmd_topic(self) -> str:
+        return f"{self.prefix}/cmd"
+
+    @property
+    def result_topic(self) -> str:
+        return f"{self.prefix}/cmd/result"
+
+    def status_payload(self, state: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "schema": STATUS_SCHEMA,
+            "site": self.site,
+            "state": state,
+            "time": time.time(),
+            "since": self._started_at,
+            **extra,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._started_at = time.time()
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id or f"stationd-{self.site}-{os.getpid()}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        # paho's own limit only before connect(); our window bounds what we hand it
+        client.max_inflight_messages_set(s.max_inflight)
+        client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)
+        client.will_set(
+            self.status_topic,
+            dumps(self.status_payload("offline", reason="connection lost")),
+            qos=1,
+            retain=True,
+        )
+        if s.username:
+            client.username_pw_set(s.username, s.password())
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(s.tls_insecure)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+        await self.publish([(self.status_topic, self.status_payload("online"), True)])
+        # connect_async + loop_start: the network thread connects and reconnects on its own,
+        # so a broker that is down at start-up does not stop the daemon
+        client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        client.loop_start()
+        self._tasks = [
+            asyncio.create_task(self._sender(), name="mqtt-sender"),
+            asyncio.create_task(self._commands(), name="mqtt-commands"),
+        ]
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Say offline (a clean disconnect sends no will), drain the outbox, disconnect."""
+        if self._client is None:
+            return
+        await self.publish(
+            [(self.status_topic, self.status_payload("offline", reason="stopped"), True)]
+        )
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self.drained()
+        except TimeoutError:
+            log.warning(
+                "mqtt stop: %d message(s) left in the outbox for the next start", len(self.outbox)
+            )
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+        client, self._client = self._client, None
+        self._stopping = True
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self.outbox.close()
+
+    # -- publishing --------------------------------------------------------------------
+    async def publish(self, messages: list[tuple[str, dict[str, Any] | None, bool]]) -> None:
+        """Queue (topic, payload or None for an empty retained clear, retain) in order."""
+        if not messages:
+            return
+        rows = [(t, b"" if p is None else dumps(p), r) for t, p, r in messages]
+        await asyncio.to_thread(self.outbox.add, rows)
+        self._gen += 1
+        self._drained.clear()
+        self._wake.set()
+
+    async def _sender(self) -> None:
+        assert self._client is not None
+        while True:
+            await self.connected.wait()
+            if self._acked:
+                done, self._acked = self._acked, []
+                await asyncio.to_thread(self.outbox.remove, done)
+            room = self.window - len(self._inflight)
+            gen = self._gen
+            batch = (
+                await asyncio.to_thread(self.outbox.after, self._last_seq, room) if room > 0 else []
+            )
+            for m in batch:
+                if not self.connected.is_set():
+                    break
+                # once handed over, paho keeps the message and resends it after a reconnect
+                info = self._client.publish(m.topic, m.payload, qos=1, retain=m.retain)
+                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                    break
+                self._inflight[info.mid] = m.seq
+                self._last_seq = m.seq
+            if not batch and not self._inflight and not self._acked and gen == self._gen:
+                self._drained.set()
+            if not batch or len(self._inflight) >= self.window:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    async def _commands(self) -> None:
+        while True:
+            raw = await self._cmd_queue.get()
+            if self.on_command is None:
+                continue
+            try:
+                result = await self.on_command(raw)
+            except Exception:
+                log.exception("mqtt command handler failed")
+                continue
+            await self.publish([(self.result_topic, result, False)])
+
+    async def drained(self) -> None:
+        """Return once every queued message has been acknowledged by the broker."""
+        await self._drained.wait()
+
+    # -- paho callbacks (network thread): hand over to the loop, nothing else ----------
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        if rc.is_failure:
+            self._call(self._set_refused, str(rc))
+            log.warning(
+                "mqtt connect to %s:%d refused: %s", self.settings.host, self.settings.port, rc
+            )
+            return
+        client.subscribe(self.cmd_topic, qos=1)
+        self._call(self._set_connected, True)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        self._call(self._set_connected, False)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any = None
+    ) -> None:
+        self._call(self._puback, mid)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.cmd_topic:
+            self._call(self._enqueue_command, bytes(msg.payload))
+
+    # -- loop side ---------------------------------------------------------------------
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            log.info("mqtt connected to %s:%d", self.settings.host, self.settings.port)
+            self.connected.set()
+            self._wake.set()
+        else:
+            if self.connected.is_set() and not self._stopping:
+                log.warning(
+                    "mqtt disconnected from %s:%d; queueing on disk",
+                    self.settings.host,
+                    self.settings.port,
+                )
+            self.connected.clear()
+
+    def _set_refused(self, reason: str) -> None:
+        self.last_refusal = reason
+        self.refused.set()
+
+    def _puback(self, mid: int) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is not None:
+            self.sent += 1
+            self._acked.append(seq)
+            self._wake.set()
+
+    def _enqueue_command(self, raw: bytes) -> None:
+        try:
+            self._cmd_queue.put_nowait(raw)
+        except asyncio.QueueFull:
+            self.commands_dropped += 1
+            log.warning(
+                "mqtt command queue full: dropped a command (%d so far)", self.commands_dropped
+            )

@@ -1,0 +1,39 @@
+"""Derived per-station values for the historian's `derived` measurement.
+
+The detectors already keep the rolling figures an operator wants to chart (loss rate,
+flow allocation, curve deviation); this module names them as the dashboards expect and
+adds heat power, which needs no state: P [kW] = flow [m³/h] x ΔT [K] x 4.186 / 3.6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stationd import signals
+from stationd.detect.engine import Detector
+from stationd.detect.static import FleetStatic
+from stationd.frame import FleetFrame
+
+KW_PER_M3H_K = 4.186 / 3.6  # water: 1 m³/h heated by 1 K is 1.163 kW
+
+_FLOW = signals.INDEX["primary_flow"]
+_TS = signals.INDEX["primary_supply_temp"]
+_TR = signals.INDEX["primary_return_temp"]
+
+
+def derived_fields(
+    detector: Detector, static: FleetStatic, frame: FleetFrame
+) -> dict[str, np.ndarray]:
+    latest = frame.latest()
+    rate = detector.makeup.rate
+    with np.errstate(invalid="ignore"):
+        heat = (
+            latest[:, _FLOW].astype(np.float64) * (latest[:, _TS] - latest[:, _TR]) * KW_PER_M3H_K
+        )
+        return {
+            "loss_ratio": rate,
+            "loss_vs_allowance": rate / static.th.makeup_allowance_ratio,
+            "expected_flow_ratio": detector.flow.ratio,
+            "curve_deviation_c": detector.curve.deviation,
+            "heat_power_kw": heat,
+        }
