@@ -49,6 +49,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_daemon(cfg, state_dir=args.state_dir, shard=args.shard))
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    from stationd.reload import ReloadError, send_reload
+
+    state_dir = args.state_dir or _default_state_dir()
+    try:
+        pid = send_reload(state_dir)
+    except ReloadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"sent SIGHUP to stationd pid {pid}; the result is in its log (journalctl -u stationd)")
+    return 0
+
+
+def _default_state_dir() -> Path:
+    # Under systemd the daemon's state dir is /var/lib/stationd; by hand it is ./state.
+    import os
+
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"])
+    unit = Path("/var/lib/stationd")
+    return unit if (unit / "stationd.pid").exists() else Path("state")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stationd.demo import run_demo
 
@@ -61,6 +84,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(
         run_demo(cfg, speed=args.speed, duration=args.duration, state_dir=args.state_dir)
     )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from stationd.replay import replay_main
+
+    return replay_main(args.config, args.input, args.output, interval=args.interval)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stationd.evaluate import evaluate_main
+
+    return evaluate_main(
+        args.config,
+        args.output,
+        interval=args.interval,
+        seed=args.seed,
+        only=args.only,
+        baseline_days=args.baseline_days,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stationd.historian import export_main
+
+    db = args.db or (args.state_dir / "history.db")
+    return export_main(db, args.t_from, args.t_to, args.format, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +130,56 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shard", default=None, help="k/n: poll only this shard of the fleet")
     r.set_defaults(func=cmd_run)
 
+    rl = sub.add_parser(
+        "reload", help="reload stations.yaml and playbooks in the running daemon (SIGHUP)"
+    )
+    rl.add_argument("--state-dir", type=Path, default=None, help="where stationd.pid is")
+    rl.set_defaults(func=cmd_reload)
+
     d = sub.add_parser("demo", help="simulated fleet + daemon, live view in the terminal")
     d.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     d.add_argument("--speed", type=float, default=1.0, help="plant time runs this much faster")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.add_argument("--state-dir", type=Path, default=None)
     d.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser(
+        "replay", help="run the detectors over recorded data (CSV or line protocol) at full speed"
+    )
+    rp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    rp.add_argument(
+        "--input", type=Path, required=True, help="CSV (time,station,<signal>...) or .lp"
+    )
+    rp.add_argument("--output", default="-", help="findings.jsonl ('-' = stdout)")
+    rp.add_argument(
+        "--interval", type=float, default=None, help="tick of the data (default: inferred)"
+    )
+    rp.set_defaults(func=cmd_replay)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score detection on simulated faults: detected/missed, latency, false alarms",
+    )
+    ev.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    ev.add_argument("--output", default=None, help="write the per-scenario results as JSON here")
+    ev.add_argument("--interval", type=float, default=10.0, help="plant seconds per tick")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--only", action="append", default=None, help="run only this scenario (repeatable)"
+    )
+    ev.add_argument("--baseline-days", type=float, default=1.0, help="fault-free days per station")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ex = sub.add_parser("export", help="export history from the embedded store (lp or csv)")
+    ex.add_argument("--state-dir", type=Path, default=Path("state"))
+    ex.add_argument(
+        "--db", type=Path, default=None, help="history.db (default: STATE_DIR/history.db)"
+    )
+    ex.add_argument("--from", dest="t_from", default=None, help="RFC 3339 or unix seconds")
+    ex.add_argument("--to", dest="t_to", default=None)
+    ex.add_argument("--format", choices=["lp", "csv"], default="lp")
+    ex.add_argument("--output", default="-")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -61,7 +61,7 @@ async def run_demo(
                 if tty:
                     sys.stdout.write(
                         "\x1b[H\x1b[2J"
-                        + render(daemon.poller, findings, tick)
+                        + render(daemon.poller, findings, tick, daemon.detector.makeup.rate)
                         + "\n\n"
                         + hint
                         + "\n"

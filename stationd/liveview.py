@@ -42,7 +42,11 @@ def pad(s: str, w: int) -> str:
     return s + " " * max(0, w - width(s))
 
 
-def render(poller: Poller, findings: list[Finding], tick: float) -> str:
+def render(
+    poller: Poller, findings: list[Finding], tick: float, loss_rate: np.ndarray | None = None
+) -> str:
+    """The table; `loss_rate` is the detector's rolling make-up / circulating ratio (the
+    instantaneous one jumps whenever an intermittent make-up pump starts)."""
     frame = poller.frame
     latest = frame.latest()
     name_w = max(width(s.station.name) for s in poller.supervisors) + 1
@@ -50,7 +54,7 @@ def render(poller: Poller, findings: list[Finding], tick: float) -> str:
         pad("站点 station", name_w + 7)
         + pad("链路 link", 11)
         + " ".join(pad(label, max(9, width(label))) for _, label, _ in COLS)
-        + " 补水率"
+        + " 补水率(滚动)"
     )
     lines = [
         f"stationd demo — {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(tick))}  "
@@ -69,11 +73,8 @@ def render(poller: Poller, findings: list[Finding], tick: float) -> str:
             v = float(row[signals.INDEX[name]])
             text = "—" if math.isnan(v) else fmt.format(v)
             cells.append(pad(text, max(9, width(label))))
-        mk, circ = (
-            float(row[signals.INDEX["makeup_flow"]]),
-            float(row[signals.INDEX["secondary_flow"]]),
-        )
-        rate = f"{100 * mk / circ:5.2f}%" if circ > 1 and not np.isnan(mk) else "  —  "
+        r = float(loss_rate[sup.index]) if loss_rate is not None else float("nan")
+        rate = "  —  " if math.isnan(r) else f"{100 * r:5.2f}%"
         flag = " ⚠ " + ",".join(by_station[sup.station.id]) if sup.station.id in by_station else ""
         lines.append(
             pad(sup.station.id + " " + sup.station.name, name_w + 7)

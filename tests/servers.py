@@ -257,18 +257,21 @@ async def opcua_server(
     private_key: Path | None = None,
     trusted_client_certs: Path | None = None,
     secure_only: bool = False,
+    user_manager: object | None = None,
 ) -> AsyncIterator[tuple[object, int]]:
     """A real asyncua server on opc.tcp://127.0.0.1:`port`/stationd/ with namespace
     "urn:stationd:test" registered as ns=2 (the index config/stations.yaml uses). Yields
     (server, ns). With a certificate and key it also offers Basic256Sha256 Sign and
     SignAndEncrypt (only those, with `secure_only`); with `trusted_client_certs` (a folder
-    of DER/PEM certificates) a secure channel is accepted only from those certificates. init() takes ~2 s and ~100 MB: share
+    of DER/PEM certificates) a secure channel is accepted only from those certificates;
+    `user_manager` (asyncua's get_user(iserver, username, password, certificate)) decides
+    who may open a session. init() takes ~2 s and ~100 MB: share
     one server per test module."""
     from asyncua import Server, ua
     from asyncua.crypto.truststore import TrustStore
     from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-    server = Server()
+    server = Server(user_manager=user_manager)  # type: ignore[arg-type]
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/stationd/")
     server.set_server_name("stationd test server")

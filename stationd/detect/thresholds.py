@@ -41,6 +41,8 @@ class Thresholds(BaseModel):
     makeup_window_s: float = Field(600.0, gt=0)
     # secondary_leak: make-up this many times the allowance, or the tank falling with the pump on
     leak_factor: float = Field(4.0, gt=1)
+    # a loss that large is judged on a shorter average: it empties the loop within the hour
+    leak_window_s: float = Field(150.0, gt=0)
     tank_drop_m: float = Field(0.05, gt=0)
     tank_window_s: float = Field(600.0, gt=0)
     # the day's make-up volume is judged once this much of the day has circulated
@@ -49,6 +51,8 @@ class Thresholds(BaseModel):
     # comm / power / monitoring loss
     comm_loss_ticks: int = Field(3, ge=1)
     monitoring_loss_share: float = Field(0.5, gt=0, le=1)
+    # ... and at least this many: in a small fleet one silent station is a comm loss
+    monitoring_loss_min_stations: int = Field(3, ge=2)
     feeder_min_stations: int = Field(2, ge=2)
     # pumps stopped and the secondary supply-return differential gone: the loop sits at its
     # static pressure, which is what a station without power looks like
