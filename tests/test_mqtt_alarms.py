@@ -476,7 +476,15 @@ async def test_feeder_trip_storm_reaches_the_screen_complete(tmp_path: Path) -> 
             assert len(events) == 3 * n
             raised = [e for e in events if e["to_state"] == "unack"]
             assert {e["kind"] for e in raised} == {"station_power_loss"} and len(raised) == n
-            playbooks = [t for t, _, _ in screen.messages if t.startswith(f"{PREFIX}/playbook/")]
+            # events and playbooks are separate topics: wait for both, not just the events
+            playbooks = await screen.wait(
+                lambda: (
+                    (p := [t for t, _, _ in screen.messages if t.startswith(f"{PREFIX}/playbook/")])
+                    and len(p) >= n
+                    and p
+                ),
+                within=30,
+            )
             assert len(playbooks) == n
         finally:
             await svc.stop()
