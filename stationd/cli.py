@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from stationd.config import ConfigError, load_config, summary
+from stationd.kpi import add_kpi_parser
 
 DEFAULT_CONFIG = Path("config/stations.yaml")
 
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=["lp", "csv"], default="lp")
     ex.add_argument("--output", default="-")
     ex.set_defaults(func=cmd_export)
+
+    add_kpi_parser(sub)
     return p
 
 

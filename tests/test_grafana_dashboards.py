@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from stationd import signals
 from stationd.historian import Historian
 from stationd.historian.service import DERIVED_FIELDS
+from stationd.kpi import KPI_FIELD_NAMES
 from tests.servers import VictoriaMetrics, start_victoria_metrics, vm_wait_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,7 @@ def fed_vm(tmp_path_factory):
                 v[:, signals.idx("makeup_total")] = 100.0 + k
                 h.write_tick(t, v)
                 h.write_derived(t, {name: np.array([0.5, 1.5]) for name in DERIVED_FIELDS})
+                h.write_daemon({name: 1.0 for name in KPI_FIELD_NAMES}, t)
             h.write_alarm(
                 {
                     "time": now,
@@ -121,7 +123,7 @@ def test_datasource_is_the_one_the_dashboards_name():
             assert p["datasource"]["uid"] == uid, (path.name, p["title"])
         names = {v["name"] for v in d["templating"]["list"]}
         assert {"site", "branch"} <= names, path.name
-    assert len(DASHBOARDS) == 4
+    assert len(DASHBOARDS) == 5
 
 
 def test_every_query_names_only_series_and_labels_the_historian_writes(fed_vm):
