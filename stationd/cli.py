@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stationd.config import ConfigError, load_config, summary
 from stationd.kpi import add_kpi_parser
+from stationd.report import add_report_parser
 
 DEFAULT_CONFIG = Path("config/stations.yaml")
 
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     add_kpi_parser(sub)
+    add_report_parser(sub)
     return p
 
 
