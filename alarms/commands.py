@@ -79,8 +79,25 @@ class FieldReadingCmd(_Cmd):
     note: str = Field("", max_length=500)
 
 
+class Select(_Cmd):
+    """Select-before-operate, first half: what would be written (alarms/control.py)."""
+
+    command: Literal["select"]
+    incident: str = Field(min_length=1)
+    step: str = Field(min_length=1)
+
+
+class Operate(_Cmd):
+    """Second half: write the selection named by `select_id`, within its window."""
+
+    command: Literal["operate"]
+    incident: str = Field(min_length=1)
+    step: str = Field(min_length=1)
+    select_id: str = Field(min_length=1, max_length=64)
+
+
 Command = Annotated[
-    Ack | Shelve | Unshelve | StepDone | StepSkip | Note | FieldReadingCmd,
+    Ack | Shelve | Unshelve | StepDone | StepSkip | Note | FieldReadingCmd | Select | Operate,
     Field(discriminator="command"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Command)

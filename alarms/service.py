@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from alarms import commands as cmds
+from alarms.control import (
+    ControlDesk,
+    ControlSettings,
+    ControlWriter,
+    FrameView,
+    Selection,
+)
 from alarms.dispatch_log import LOG_FILE, DispatchLog, LogEntry
 from alarms.engine import AlarmEngine, AlarmRecord, CommandError
 from alarms.instances import PlaybookInstance, StepError
@@ -62,6 +69,8 @@ class StationInfo:
     branch: str = ""
     power_feeder: str = ""
     heat_source: str = ""
+    # points a playbook step may write here (stations.yaml `control: {allow: [...]}`)
+    control_allow: tuple[str, ...] = ()
 
 
 async def _call_hook(hook: Callable[[Any], Any], arg: Any) -> None:
@@ -85,6 +94,7 @@ class AlarmService:
         tuning: dict[str, AlarmTuning | dict[str, float]] | None = None,
         mqtt: MqttSettings | None = None,
         operators: Iterable[str] | None = None,
+        control: ControlSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site_id
@@ -109,6 +119,8 @@ class AlarmService:
         self.log: DispatchLog | None = None
         self._lock = asyncio.Lock()
         self._last_active = -1
+        # looked up per command: a config reload replaces self.stations
+        self.control = ControlDesk(control, self._allowed_points)
 
     @classmethod
     def from_config(
@@ -133,6 +145,7 @@ class AlarmService:
                 branch=getattr(s, "branch", "") or "",
                 power_feeder=getattr(s, "power_feeder", "") or "",
                 heat_source=getattr(s, "heat_source", "") or "",
+                control_allow=tuple(getattr(getattr(s, "control", None), "allow", ()) or ()),
             )
             for s in config.stations
         ]
@@ -145,7 +158,22 @@ class AlarmService:
             mqtt=mqtt,
             operators=section.operators,
             tuning=dict(section.tuning),
+            control=section.control,
         )
+
+    def set_control_writer(
+        self,
+        writer: ControlWriter,
+        frame: FrameView | Callable[[], FrameView] | None = None,
+    ) -> None:
+        """Give select-before-operate its write path (`Poller.write`) and the frame it reads
+        the result back from (or a function returning the current frame). Without a writer
+        every select is refused."""
+        self.control.attach(writer, frame)
+
+    def _allowed_points(self, station: str) -> frozenset[str]:
+        info = self.stations.get(station)
+        return frozenset(info.control_allow) if info is not None else frozenset()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -503,6 +531,8 @@ class AlarmService:
             msg = f"operator {c.operator!r} is not allowed to command this site (无操作权限)"
             await self._log_command(c, now, ok=False, error=msg)
             return cmds.result(c.request_id, c.command, c.operator, False, now, msg)
+        if isinstance(c, cmds.Select | cmds.Operate):
+            return await self._control_command(c, now)
         async with self._lock:
             try:
                 detail = await self._execute(c, now)
@@ -673,3 +703,223 @@ class AlarmService:
                 f"{c.signal} = {c.value} is outside its physical range [{spec.lo}, {spec.hi}] {spec.unit}"
             )
         return FieldReading(now, c.station, c.signal, c.value, c.operator, c.note)
+
+    # -- control: select-before-operate (alarms/control.py) ----------------------------
+    async def _control_command(self, c: cmds.Select | cmds.Operate, now: float) -> dict[str, Any]:
+        """select answers what would be written; operate writes it, reads it back and, once
+        confirmed, marks the step done. The write and the read-back run outside the lock:
+        the ticks that carry the read-back value must keep flowing meanwhile."""
+
+        def answer(ok: bool, error: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+            return cmds.result(c.request_id, c.command, c.operator, ok, now, error, detail)
+
+        async with self._lock:
+            try:
+                inst = self.instances.get(c.incident)
+                if inst is None:
+                    raise StepError(f"incident {c.incident!r} has no open playbook (无此预案实例)")
+                if isinstance(c, cmds.Select):
+                    info = self.stations.get(inst.station)
+                    sel = self.control.select(
+                        inst, c.step, c.operator, now, info.name if info else ""
+                    )
+                else:
+                    sel = self.control.take(c.select_id, c.incident, c.step, c.operator, now)
+            except (CommandError, StepError) as e:
+                await self._control_refused(c, now, str(e))
+                return answer(False, str(e), {})
+            action = "selected" if isinstance(c, cmds.Select) else "operated"
+            await self._control_record(sel, action, c.request_id, now, inst)
+        if isinstance(c, cmds.Select):
+            return answer(
+                True, None, {**sel.describe(), "window_s": self.control.settings.window_s}
+            )
+
+        outcome = await self.control.execute(sel)
+        done_at = self.clock()
+        async with self._lock:
+            inst = self.instances.get(sel.incident_id)
+            await self._control_record(
+                sel,
+                outcome.status,
+                c.request_id,
+                done_at,
+                inst,
+                detail=outcome.error,
+                readback=outcome.readback,
+            )
+            if outcome.confirmed and inst is not None:
+                await self._control_step_done(inst, sel, done_at)
+        detail = {
+            **sel.describe(),
+            "status": outcome.status,
+            "written": outcome.written,
+            "confirmed": outcome.confirmed,
+            "readback": outcome.readback,
+        }
+        if not outcome.confirmed:
+            return answer(False, f"{outcome.status}: {outcome.error} (遥控未确认)", detail)
+        return answer(True, None, detail)
+
+    async def _control_record(
+        self,
+        sel: Selection,
+        action: str,
+        request_id: str,
+        now: float,
+        inst: PlaybookInstance | None,
+        detail: str = "",
+        readback: float | None = None,
+    ) -> None:
+        """One dispatch-log row and one `control` event per stage of a control."""
+        name = sel.station_name or sel.station
+        verb_zh = {
+            "selected": "已选择",
+            "operated": "已下发",
+            "confirmed": "已确认",
+            "unconfirmed": "未确认",
+            "failed": "失败",
+        }[action]
+        what = f"{sel.point} = {sel.value:g}"
+        tail = f"（{detail}）" if detail else ""
+        entry = LogEntry(
+            time=now,
+            kind="control",  # type: ignore[arg-type]  # a dispatch-log kind of its own
+            station=sel.station,
+            subject=inst.subject if inst else sel.station,
+            alarm_id=inst.alarm_id if inst else "",
+            incident_id=sel.incident_id,
+            operator=sel.operator,
+            text_zh=f"遥控{verb_zh}：{name} {what}，步骤 {sel.step}"
+            + (
+                f"，当前值 {sel.current:g}"
+                if action == "selected" and sel.current is not None
+                else ""
+            )
+            + (f"，回读 {readback:g}" if readback is not None else "")
+            + tail,
+            text_en=f"control {action}: {sel.station} {what}, step {sel.step}"
+            + (
+                f", reads {sel.current:g} now"
+                if action == "selected" and sel.current is not None
+                else ""
+            )
+            + (f", read back {readback:g}" if readback is not None else "")
+            + (f" ({detail})" if detail else ""),
+            data={
+                "action": action,
+                "request_id": request_id,
+                "select_id": sel.select_id,
+                "step": sel.step,
+                "point": sel.point,
+                "value": sel.value,
+                "current": sel.current,
+                "readback": readback,
+                "expires_at": sel.expires_at,
+                "detail": detail,
+            },
+        )
+        event = self._control_event(
+            action, now, sel.incident_id, entry.alarm_id, sel.step, sel.station, sel.point,
+            sel.value, sel.operator, sel.select_id, detail,
+        )  # fmt: skip
+        await self._process([], now, [entry], set(), [event])
+
+    async def _control_refused(self, c: cmds.Select | cmds.Operate, now: float, error: str) -> None:
+        inst = self.instances.get(c.incident)
+        station = inst.station if inst else ""
+        point, value = "", None
+        if inst is not None:
+            try:
+                ctl = inst.step(c.step).control
+            except StepError:
+                ctl = None
+            if ctl is not None:
+                point, value = str(ctl["point"]), float(ctl["value"])
+        select_id = c.select_id if isinstance(c, cmds.Operate) else ""
+        entry = LogEntry(
+            time=now,
+            kind="control",  # type: ignore[arg-type]
+            station=station,
+            subject=inst.subject if inst else "",
+            alarm_id=inst.alarm_id if inst else "",
+            incident_id=c.incident,
+            operator=c.operator,
+            text_zh=f"遥控拒绝（{c.command}）：步骤 {c.step} {point}；{error}",
+            text_en=f"control refused ({c.command}): step {c.step} {point}; {error}",
+            data={
+                "action": "refused",
+                "command": c.command,
+                "request_id": c.request_id,
+                "select_id": select_id,
+                "step": c.step,
+                "point": point,
+                "value": value,
+                "detail": error,
+            },
+        )
+        event = self._control_event(
+            "refused", now, c.incident, entry.alarm_id, c.step, station, point, value,
+            c.operator, select_id, error,
+        )  # fmt: skip
+        await self._process([], now, [entry], set(), [event])
+
+    @staticmethod
+    def _control_event(
+        action: str,
+        now: float,
+        incident_id: str,
+        alarm_id: str,
+        step: str,
+        station: str,
+        point: str,
+        value: float | None,
+        operator: str,
+        select_id: str,
+        detail: str,
+    ) -> dict[str, Any]:
+        return {
+            "type": "control",
+            "action": action,
+            "time": now,
+            "incident_id": incident_id,
+            "alarm_id": alarm_id,
+            "step": step,
+            "station": station,
+            "point": point,
+            "value": value,
+            "operator": operator,
+            "select_id": select_id,
+            "detail": detail,
+        }
+
+    async def _control_step_done(self, inst: PlaybookInstance, sel: Selection, now: float) -> None:
+        """A confirmed control is the step done, by the operator who operated it."""
+        step = inst.step(sel.step)
+        if step.status != "pending":
+            return
+        note = f"遥控确认 / control confirmed: {sel.point} = {sel.value:g}"
+        inst.mark(sel.step, "done", sel.operator, now, note)
+        entry = LogEntry(
+            time=now,
+            kind="step",
+            station=inst.station,
+            subject=inst.subject,
+            alarm_id=inst.alarm_id,
+            incident_id=inst.incident_id,
+            operator=sel.operator,
+            text_zh=f"步骤完成：{step.action_zh}（{note}）",
+            text_en=f"step done: {step.action_en} ({note})",
+            data={"step": step.id, "status": "done", "reason": note},
+        )
+        event = {
+            "type": "step",
+            "time": now,
+            "incident_id": inst.incident_id,
+            "alarm_id": inst.alarm_id,
+            "step": step.id,
+            "status": "done",
+            "operator": sel.operator,
+            "reason": note,
+        }
+        await self._process([], now, [entry], {inst.incident_id}, [event])

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alarms.control import ControlSettings
 from alarms.mqtt import MqttSettings
 from alarms.tuning import AlarmTuning
 from stationd.findings import FINDING_KINDS
@@ -26,6 +27,8 @@ class AlarmsSection(BaseModel):
     tuning: dict[str, AlarmTuning] = Field(default_factory=dict)
     # a site's own playbooks instead of the shipped set (all kinds must still be covered)
     playbook_dir: Path | None = None
+    # select-before-operate writes of playbook control actions; off unless enabled here
+    control: ControlSettings = ControlSettings()
 
     @field_validator("tuning")
     @classmethod

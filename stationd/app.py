@@ -30,7 +30,15 @@ from stationd.findings import Finding
 from stationd.frame import FleetFrame
 from stationd.health import HealthServer, HttpConfig
 from stationd.historian import Historian
-from stationd.poller import Poller, TickReport
+from stationd.poller import Poller, StationSupervisor, TickReport
+from stationd.reload import (
+    ReloadError,
+    ReloadPlan,
+    apply_plan,
+    prepare_reload,
+    remove_pid_file,
+    write_pid_file,
+)
 from stationd.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class Daemon:
         shard: str | None = None,
         driver_factory: Callable[[AnyStation, Config], object] | None = None,
     ) -> None:
+        self.shard = shard
         self.cfg = apply_shard(cfg, shard)
         self.state_dir = state_dir or default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +106,7 @@ class Daemon:
             registry=self.registry,
         )
         self.alarms = AlarmService.from_config(self.cfg, state_dir=self.state_dir / "alarms")
+        self.alarms.set_control_writer(self.poller.write, lambda: self.frame)
         self.pager: Pager | None = None
         if self.cfg.pager:
             self.pager = Pager.from_config(self.cfg.pager)
@@ -105,6 +115,12 @@ class Daemon:
         self.alarms.transition_hooks.append(self.historian.write_alarm)
         self.gauge_sources.append(self._queue_gauges)
         self._extra_names = [st.extras for st in self.cfg.stations]
+        # SIGHUP: the reload task validates off the tick path, the tick handler swaps
+        self.reloads = 0
+        self.reload_failures = 0
+        self._reload_requested = asyncio.Event()
+        self._pending: tuple[ReloadPlan, asyncio.Future[list[StationSupervisor]]] | None = None
+        self.gauge_sources.append(self._reload_gauges)
 
     async def _on_tick(self, tick: float, report: TickReport) -> None:
         if report.clock_stepped:
@@ -132,6 +148,14 @@ class Daemon:
             self.notifier.ready(self.status_line(report))
         self.notifier.watchdog()
         self.notifier.status(self.status_line(report))
+        if self._pending is not None:
+            # Between two ticks: the committed tick is fully handled, the next not opened.
+            plan, done = self._pending
+            self._pending = None
+            try:
+                done.set_result(apply_plan(self, plan))
+            except Exception as exc:  # nothing was swapped (see apply_plan): old fleet runs on
+                done.set_exception(exc)
 
     def _extras(self, report: TickReport) -> dict[int, dict[str, float]]:
         return {
@@ -144,6 +168,14 @@ class Daemon:
             "stationd_alarms_active",
             float(len(self.alarms.engine.active())),
             "Alarms not normal",
+        )
+
+    def _reload_gauges(self) -> Iterable[tuple[str, float, str]]:
+        yield ("stationd_config_reloads", float(self.reloads), "Config reloads applied")
+        yield (
+            "stationd_config_reload_failures",
+            float(self.reload_failures),
+            "Config reloads refused (invalid file; old config kept)",
         )
 
     def extra_gauges(self) -> Iterable[tuple[str, float, str]]:
@@ -174,6 +206,10 @@ class Daemon:
                 await self.health.start()
                 stack.push_async_callback(self.health.stop)
             stack.push_async_callback(self.poller.close)
+            write_pid_file(self.state_dir)
+            stack.callback(remove_pid_file, self.state_dir)
+            reloader = asyncio.create_task(self._reload_loop(), name="reload")
+            stack.push_async_callback(_cancel, reloader)
             log.info(
                 "stationd starting site=%s stations=%d interval=%ss",
                 self.cfg.site.id,
@@ -187,11 +223,74 @@ class Daemon:
     def request_stop(self) -> None:
         self.stop_event.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: reload stations.yaml and playbooks (safe to call from a signal handler)."""
+        self._reload_requested.set()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_requested.wait()
+            self._reload_requested.clear()
+            try:
+                await self.reload()
+            except Exception:  # a reload bug must not take the daemon down
+                self.reload_failures += 1
+                log.exception("reload failed; the old config stays in use")
+
+    async def reload(self) -> bool:
+        """Reload the config file now; True when applied (or nothing changed)."""
+        path = self.cfg.path
+        if path is None:
+            log.error("reload: the config was not loaded from a file; nothing to reload")
+            self.reload_failures += 1
+            return False
+        log.info("reload requested: %s / 重新加载配置", path)
+        try:
+            plan = await asyncio.to_thread(
+                prepare_reload,
+                self.cfg,
+                Path(path),
+                lambda c: apply_shard(c, self.shard),
+                self.alarms.playbooks,
+            )
+        except ReloadError as exc:
+            self.reload_failures += 1
+            for line in exc.errors:
+                log.error("reload refused, old config kept / 配置无效，保留原配置: %s", line)
+            return False
+        for warning in plan.warnings:
+            log.warning("reload: %s", warning)
+        if plan.diff.empty and not plan.playbooks_changed:
+            log.info("reload: no station or playbook changed")
+            self.reloads += 1
+            return True
+        done: asyncio.Future[list[StationSupervisor]] = asyncio.get_running_loop().create_future()
+        self._pending = (plan, done)
+        retired = await done  # the tick handler applies it between two ticks
+        await self.poller.retire(retired)
+        self.reloads += 1
+        d = plan.diff
+        log.info(
+            "reload applied: stations %s (added %s, removed %s, changed %s), playbooks %s",
+            d.summary(),
+            ",".join(d.added) or "-",
+            ",".join(d.removed) or "-",
+            ",".join(d.changed) or "-",
+            "reloaded" if plan.playbooks_changed else "unchanged",
+        )
+        return True
+
 
 async def run_daemon(cfg: Config, state_dir: Path | None = None, shard: str | None = None) -> int:
     daemon = Daemon(cfg, state_dir=state_dir, shard=shard)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     await daemon.run()
     return 0
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from stationd.config import ConfigError, load_config, summary
+from stationd.dispatch_cli import add_dispatch_parsers
 from stationd.kpi import add_kpi_parser
 from stationd.report import add_report_parser
 
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_kpi_parser(sub)
     add_report_parser(sub)
+    add_dispatch_parsers(sub)
     return p
 
 

@@ -145,6 +145,10 @@ class Defaults(_Model):
     window: int = Field(600, ge=10, le=86400)  # ticks held in the fleet frame
     max_gap_registers: int = Field(8, ge=0, le=120)  # read across gaps up to this size
     max_block_registers: int = Field(125, ge=1, le=125)  # Modbus limit per request
+    # Each station starts its read at a stable offset of up to poll_spread x timeout after
+    # the tick (samples keep the tick's time), as SCADA pollers stagger scans: 1,000 reads
+    # sent in one burst queue up in the gateways and PLCs and the last ones time out.
+    poll_spread: float = Field(0.3, ge=0.0, le=0.5)
 
     @model_validator(mode="after")
     def _timeouts(self) -> Defaults:
@@ -320,7 +324,11 @@ def _merge_station(
     out["tags"] = tags
     out["extras"] = tuple(sorted(s for s in tags if s not in signals.INDEX))
     th = dict(site_thresholds)
-    th.update(out.get("thresholds") or {})
+    own_th = out.get("thresholds") or {}
+    if not isinstance(own_th, dict):
+        errors.append(src.error((*loc, "thresholds"), "thresholds must be a mapping"))
+        return None
+    th.update(own_th)
     out["thresholds"] = th
     return out
 
@@ -451,7 +459,11 @@ def load_config(path: str | Path) -> Config:
                 src.error((key,), f"unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})")
             )
     templates: dict[str, dict[str, Any]] = {}
-    for name, tpl in (data.get("templates") or {}).items():
+    raw_templates = data.get("templates") or {}
+    if not isinstance(raw_templates, dict):
+        errors.append(src.error(("templates",), "templates must be a mapping of name -> template"))
+        raw_templates = {}
+    for name, tpl in raw_templates.items():
         try:
             _RawTemplate.model_validate(tpl)
             templates[str(name)] = tpl

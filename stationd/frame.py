@@ -58,6 +58,20 @@ class FleetFrame:
         self.stage.fill(np.nan)
         self.staged.fill(False)
 
+    def reshaped(self, station_ids: list[str], keep: set[str] | frozenset[str]) -> FleetFrame:
+        """A frame for a reloaded fleet: same window and tick times, with the history and
+        comm status of the stations in `keep` carried over; every other row starts empty."""
+        out = FleetFrame(station_ids, self.window, dtype=self.values.dtype.type)
+        out.times[:] = self.times
+        out.head, out.count = self.head, self.count
+        pairs = [(i, self.index[sid]) for i, sid in enumerate(out.station_ids) if sid in keep]
+        if pairs:
+            new_rows, old_rows = (np.array(x, dtype=np.intp) for x in zip(*pairs, strict=True))
+            out.values[new_rows] = self.values[old_rows]
+            out.last_good_tick[new_rows] = self.last_good_tick[old_rows]
+            out.consecutive_misses[new_rows] = self.consecutive_misses[old_rows]
+        return out
+
     # -- reading -------------------------------------------------------------------------
     @property
     def filled(self) -> int:

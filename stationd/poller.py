@@ -5,7 +5,9 @@ the protocol libraries' own reconnects are off). Every network call sits inside
 asyncio.timeout with a deadline shorter than the interval, so a dead or slow station
 can never delay another station or the next tick. Results are staged into the fleet
 frame under the tick time they were requested for; a result that arrives after its tick
-was committed is counted as late and dropped, never queued.
+was committed is counted as late and dropped, never queued. Each station starts its read
+at a stable offset into the tick (`defaults.poll_spread`), so a large fleet's requests
+reach the gateways spread out rather than in one burst; the sample keeps the tick time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import enum
 import logging
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +78,10 @@ class StationSupervisor:
         self.has_extras = len(sig) > n_canon
         self._row = np.full(signals.K, np.nan)
         self._rng = random.Random(hash(station.id))
+        # A stable start offset within the tick (defaults.poll_spread): crc32 of the id,
+        # not hash(), so a station keeps its slot across restarts.
+        slot = zlib.crc32(station.id.encode()) / 2**32
+        self.start_offset = cfg.defaults.poll_spread * cfg.defaults.timeout * slot
 
     def _backoff(self) -> float:
         d = self.cfg.defaults
@@ -125,6 +132,8 @@ class StationSupervisor:
         timeout = self.cfg.defaults.timeout
         while True:
             tick = await clock.wait_next()
+            if self.start_offset:
+                await clock.sleep_until(tick + self.start_offset)
             if self.state != LinkState.CONNECTED:
                 if loop.time() < self.retry_at:
                     continue
@@ -169,6 +178,7 @@ class Poller:
         self.frame = frame
         self.clock = TickClock(cfg.defaults.interval, wall)
         self.on_tick = on_tick
+        self.driver_factory = driver_factory
         n = len(cfg.stations)
         self.latency = np.full(n, np.nan)
         self.reconnects = np.zeros(n, dtype=np.int64)
@@ -178,6 +188,9 @@ class Poller:
         self.first_full_poll = asyncio.Event()
         self._extras: dict[int, np.ndarray] = {}
         self._closed_tick = float("nan")
+        # one task per station id while run() is running; reconfigure() swaps entries
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = False
         self.supervisors = [
             StationSupervisor(i, st, cfg, driver_factory(st, cfg), self)
             for i, st in enumerate(cfg.stations)
@@ -202,16 +215,69 @@ class Poller:
         d = self.cfg.defaults
         # Commit a little after the read deadline so reads that finish at it are in.
         grace = min(0.05, (d.interval - d.timeout) / 2)
-        tasks = [
-            asyncio.create_task(sup.run(), name=f"station-{sup.station.id}")
-            for sup in self.supervisors
-        ]
+        self._running = True
+        for sup in self.supervisors:
+            self._start(sup)
         try:
             await self._tick_loop(stop, grace)
         finally:
+            self._running = False
+            tasks, self._tasks = list(self._tasks.values()), {}
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, sup: StationSupervisor) -> None:
+        self._tasks[sup.station.id] = asyncio.create_task(
+            sup.run(), name=f"station-{sup.station.id}"
+        )
+
+    def reconfigure(
+        self, cfg: Config, frame: FleetFrame, restart: set[str]
+    ) -> list[StationSupervisor]:
+        """Switch to a reloaded fleet between two ticks (called from the tick handler).
+
+        Supervisors of stations kept and not in `restart` carry on with their connection
+        and counters; the others are replaced by fresh ones. Returns the retired
+        supervisors, whose tasks are cancelled here: the caller closes their drivers
+        (`retire`) off the tick path. `cfg.defaults` must be unchanged (the clock stays).
+        """
+        if [s.id for s in cfg.stations] != frame.station_ids:
+            raise ValueError("frame stations must match config stations, in order")
+        old = {sup.station.id: sup for sup in self.supervisors}
+        n = len(cfg.stations)
+        latency = np.full(n, np.nan)
+        reconnects = np.zeros(n, dtype=np.int64)
+        read_failures = np.zeros(n, dtype=np.int64)
+        sups: list[StationSupervisor] = []
+        for i, st in enumerate(cfg.stations):
+            sup = old.pop(st.id, None) if st.id not in restart else None
+            if sup is not None:
+                latency[i] = self.latency[sup.index]
+                reconnects[i] = self.reconnects[sup.index]
+                read_failures[i] = self.read_failures[sup.index]
+                sup.index = i
+            else:
+                sup = StationSupervisor(i, st, cfg, self.driver_factory(st, cfg), self)
+            sups.append(sup)
+        retired = list(old.values())  # removed stations and the replaced (restarted) ones
+        for sup in retired:
+            task = self._tasks.pop(sup.station.id, None)
+            if task is not None:
+                task.cancel()
+        self.cfg, self.frame, self.supervisors = cfg, frame, sups
+        self.latency, self.reconnects, self.read_failures = latency, reconnects, read_failures
+        # what was staged for the open tick belonged to the old index: drop it
+        self._extras = {}
+        if self._running:
+            for sup in sups:
+                if sup.station.id not in self._tasks:
+                    self._start(sup)
+        return retired
+
+    async def retire(self, supervisors: list[StationSupervisor]) -> None:
+        """Close the drivers of supervisors taken out by reconfigure(), in parallel."""
+        await self._close_all(supervisors)
 
     async def _tick_loop(self, stop: asyncio.Event, grace: float) -> None:
         d = self.cfg.defaults
@@ -219,7 +285,9 @@ class Poller:
         tick = next_tick(clock.wall(), d.interval)
         stepped = False
         while not stop.is_set():
-            if not await clock.sleep_until(tick):
+            if not await self._sleep_or_stop(tick, stop):
+                if stop.is_set():
+                    break
                 log.warning("wall clock stepped back %.1fs: realigning ticks", tick - clock.wall())
                 tick = next_tick(clock.wall(), d.interval)
                 stepped = True
@@ -248,6 +316,21 @@ class Poller:
                 self.handler_overruns += 1
             tick += d.interval
 
+    async def _sleep_or_stop(self, tick: float, stop: asyncio.Event) -> bool:
+        """Sleep until the next tick opens, waking early on stop: a stop between ticks
+        must not wait a whole interval (SIGTERM has the unit's TimeoutStopSec)."""
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(tick))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (sleeper, stopper):
+                t.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        if sleeper.done() and not sleeper.cancelled() and sleeper.exception() is None:
+            return sleeper.result()
+        return False
+
     async def write(self, station_id: str, signal: str, value: float) -> None:
         """Write one point through the station's own connection (control only)."""
         sup = self.supervisors[self.frame.index[station_id]]
@@ -257,9 +340,15 @@ class Poller:
             await sup.driver.write(signal, value)
 
     async def close(self) -> None:
-        for sup in self.supervisors:
+        await self._close_all(self.supervisors)
+
+    async def _close_all(self, supervisors: list[StationSupervisor]) -> None:
+        # In parallel: 1,000 sequential closes of dead links would outlast TimeoutStopSec.
+        async def one(sup: StationSupervisor) -> None:
             try:
                 async with asyncio.timeout(self.cfg.defaults.timeout):
                     await sup.driver.close()
             except (TimeoutError, Exception):
                 log.debug("station=%s close failed", sup.station.id, exc_info=True)
+
+        await asyncio.gather(*(one(sup) for sup in supervisors))

@@ -64,9 +64,22 @@ class SourcedYaml:
 
 
 def _construct(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, errors: list[SourceError]
+    node: yaml.Node,
+    loc: Loc,
+    lines: dict[Loc, int],
+    file: str,
+    errors: list[SourceError],
+    parents: frozenset[int] = frozenset(),
 ) -> Any:
     lines.setdefault(loc, node.start_mark.line + 1)
+    if id(node) in parents:
+        # `a: &x [*x]` is legal YAML but an endless structure: refuse, don't recurse forever
+        errors.append(
+            SourceError(file, node.start_mark.line + 1, key_path(loc), "recursive YAML alias")
+        )
+        return None
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        parents = parents | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -103,11 +116,12 @@ def _construct(
                 )
                 continue
             lines[(*loc, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*loc, key), lines, file, errors)
+            out[key] = _construct(value_node, (*loc, key), lines, file, errors, parents)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
-            _construct(item, (*loc, i), lines, file, errors) for i, item in enumerate(node.value)
+            _construct(item, (*loc, i), lines, file, errors, parents)
+            for i, item in enumerate(node.value)
         ]
     return yaml.SafeLoader.construct_object(_LOADER, node, deep=True)  # type: ignore[arg-type]
 
@@ -138,6 +152,8 @@ def load_sourced(path: str | Path) -> SourcedYaml:
         raise YamlSourceError([SourceError(file, line, "(syntax)", msg)]) from exc
     except yaml.YAMLError as exc:
         raise YamlSourceError([SourceError(file, 1, "(syntax)", str(exc))]) from exc
+    except RecursionError as exc:
+        raise YamlSourceError([SourceError(file, 1, "(syntax)", "nested too deeply")]) from exc
     lines: dict[Loc, int] = {}
     errors: list[SourceError] = []
     if node is None:
@@ -149,6 +165,8 @@ def load_sourced(path: str | Path) -> SourcedYaml:
         raise YamlSourceError(
             [SourceError(file, (mark.line + 1) if mark else 1, "(value)", str(exc.problem))]
         ) from exc
+    except RecursionError as exc:
+        raise YamlSourceError([SourceError(file, 1, "(value)", "nested too deeply")]) from exc
     if errors:
         raise YamlSourceError(errors)
     return SourcedYaml(file, data, lines)

@@ -84,6 +84,10 @@ def simulate(cfg: Config, day: date) -> tuple[np.ndarray, np.ndarray, dict[str, 
         datetime(prev.year, prev.month, prev.day, 14, 10, tzinfo=SH).timestamp(),
     )
     reset_t = datetime(prev.year, prev.month, prev.day, 15, tzinfo=SH).timestamp()
+    cold = (
+        datetime(day.year, day.month, day.day, 2, tzinfo=SH).timestamp(),
+        datetime(day.year, day.month, day.day, 7, tzinfo=SH).timestamp(),
+    )
     n = round((t_end - t_start) / STEP) + 1
     ts = t_start + STEP * np.arange(n)
     out = np.empty((n, plant.n, signals.K))
@@ -102,6 +106,9 @@ def simulate(cfg: Config, day: date) -> tuple[np.ndarray, np.ndarray, dict[str, 
             v[s2, COL["makeup_total"]] -= reset_offset
         if gap[0] <= t < gap[1]:
             v[s2, :] = np.nan  # the station did not answer
+        if cold[0] <= t < cold[1]:
+            # hs006's rooms: below the 18 °C floor 02:00-05:00, below the standard to 07:00
+            v[5, COL["indoor_temp"]] = 17.0 if t < cold[0] + 3 * 3600 else 19.2
         out[k] = v
     # stored values: what the encoder writes (fixed decimals per signal)
     for name, d in DECIMALS.items():
@@ -366,7 +373,10 @@ def test_csv_xlsx_html_are_written_with_chinese_headings(report, history, tmp_pa
     names = sorted(p.name for p in paths)
     stem = f"report_beicheng_{history.day.isoformat()}_0900"
     assert names == sorted(
-        [f"{stem}.{k}.csv" for k in ("summary", "estates", "hourly", "incidents")]
+        [
+            f"{stem}.{k}.csv"
+            for k in ("summary", "estates", "hourly", "incidents", "indoor", "kpi", "kpi_top")
+        ]
         + [f"{stem}.xlsx", f"{stem}.html"]
     )
     # CSV: BOM for Excel, bilingual headings, the stopped station's hours
@@ -403,8 +413,10 @@ def test_csv_xlsx_html_are_written_with_chinese_headings(report, history, tmp_pa
     # HTML: self-contained, an SVG per chart, Chinese names
     html = (tmp_path / f"{stem}.html").read_text("utf-8")
     assert "<script" not in html and "src=" not in html and "<link" not in html
-    assert html.count("<svg") == 12  # status grid, 8 hourly signals, make-up, heat, loss rate
-    assert html.count("</svg>") == 12
+    # status grid, 8 hourly signals, make-up, heat, loss rate, indoor share by estate
+    assert html.count("<svg") == 13
+    assert html.count("</svg>") == 13
+    assert "室温达标率" in html and "报警系统指标" in html
     for st in history.cfg.stations:
         assert st.name in html
         for e in st.estates:
@@ -548,3 +560,111 @@ def test_scheduler_started_just_after_a_slot_still_owes_it(tmp_path):
     sched = ReportScheduler(cfg, tmp_path, tmp_path, settle_s=10.0, clock=lambda: slot + 5.0)
     assert sched.next_due().end == datetime(2026, 11, 23, 17, tzinfo=SH)
     assert sched.next_due(slot + 11.0).end == datetime(2026, 11, 24, 9, tzinfo=SH)
+
+
+# --- indoor at standard and the alarm-system KPIs ------------------------------------------
+def expected_indoor(d: Day, t0: float, n_hours: int) -> dict[str, tuple[int, int, int, int]]:
+    """estate -> (rooms, hours with a reading, hours at 20 °C, hours below 18 °C), from the
+    raw samples: the median over the estate's room sensors of their hourly means."""
+    rooms: dict[str, list[int]] = {}
+    for s, st in enumerate(d.cfg.stations):
+        estate = st.indoor_estate or (st.estates[0] if len(st.estates) == 1 else None)
+        if estate and "indoor_temp" in st.tags:
+            rooms.setdefault(estate, []).append(s)
+    out = {}
+    for estate, members in rooms.items():
+        known = at_std = below = 0
+        for h in range(n_hours):
+            means = [expected_mean(d, t0, h, s, "indoor_temp") for s in members]
+            means = [m for m in means if np.isfinite(m)]
+            if not means:
+                continue
+            rep = float(np.median(means))
+            known += 1
+            at_std += rep >= 20.0
+            below += rep < 18.0
+        out[estate] = (len(members), known, at_std, below)
+    return out
+
+
+def test_indoor_share_at_standard_per_estate_matches_the_samples(report, history):
+    p = report.period
+    assert history.cfg.thresholds.indoor_night_setback_c == 0.0  # the example: 20 °C all day
+    want = expected_indoor(history, p.t0, report.hourly.n_hours)
+    ind = report.indoor
+    assert set(ind.estates) == set(want)
+    for j, estate in enumerate(ind.estates):
+        rooms, known, at_std, below = want[estate]
+        assert int(ind.rooms[j]) == rooms
+        assert int(ind.hours_known[j]) == known, estate
+        assert int(ind.hours_at_standard[j]) == at_std, estate
+        assert int(ind.hours_below_floor[j]) == below, estate
+    # hs006's estate (its only room sensor): 3 hours below the floor, 2 more below 20 °C
+    estate = "和平小区"
+    rooms, known, at_std, below = want[estate]
+    assert rooms == 1 and below == 3 and known - at_std >= 5
+
+    table = report.indoor_table()
+    row = next(r for r in table.rows if r[0] == estate)
+    assert row[1:5] == [rooms, known, at_std, below]
+    assert row[5] == pytest.approx(100.0 * at_std / known)
+
+
+def test_indoor_share_honours_a_night_setback(report, history):
+    from stationd.detect.thresholds import Thresholds
+    from stationd.report.compute import StationInfo, indoor_share
+
+    p = report.period
+    hours = [p.hour_start(h).hour for h in range(report.hourly.n_hours)]
+    infos = [StationInfo.from_station(st) for st in history.cfg.stations]
+    th = Thresholds(indoor_day_start_h=6, indoor_day_end_h=22, indoor_night_setback_c=1.0)
+    ind = indoor_share(report.hourly, infos, hours, th)
+    j = ind.estates.index(infos[5].indoor_estate)
+    rep = ind.hourly_c[j]
+    # by hand: 19 °C passes at night (22:00-06:00) with a 1 K set-back, never by day
+    night = np.array([h >= 22 or h < 6 for h in hours])
+    std = np.where(night, 19.0, 20.0)
+    ok = np.isfinite(rep)
+    assert int(ind.hours_at_standard[j]) == int((rep[ok] >= std[ok]).sum())
+    # the 05:00 hour at 19.2 °C is night: it passes with the set-back only
+    assert int(ind.hours_at_standard[j]) == int(report.indoor.hours_at_standard[j]) + 1
+
+
+def test_kpi_section_with_targets_and_the_top_ten(report, history, tmp_path):
+    k = report.kpi
+    assert k is not None
+    # the one alarm of the period (20:00, hs001 make-up); the one three days older is out
+    assert k.alarms_total == 1
+    assert [(a.alarm_id, a.count) for a in k.top] == [("hs001/makeup_over_allowance", 1)]
+    assert k.alarms_per_operator_hour == pytest.approx(1 / 24)
+
+    write_report(report, tmp_path)
+    stem = report.stem
+    rows = list(csv.reader((tmp_path / f"{stem}.kpi.csv").read_text("utf-8-sig").splitlines()))
+    assert rows[0] == [
+        "指标 / KPI",
+        "数值 / Value",
+        "单位 / Unit",
+        "目标 / Target",
+        "判定 / Result",
+    ]
+    by = {r[0].split(" / ")[0]: r for r in rows[1:]}
+    rate = by["每操作员每小时报警数"]
+    assert float(rate[1]) == pytest.approx(1 / 24, abs=0.01) and rate[4] == "达标 pass"
+    top = by["最频繁 10 个报警占比"]  # one alarm is 100 % of the period's alarms
+    assert float(top[1]) == pytest.approx(100.0) and top[4] == "未达标 FAIL"
+    assert by["10 分钟内最多报警数"][4] == "达标 pass"
+    top_rows = list(
+        csv.reader((tmp_path / f"{stem}.kpi_top.csv").read_text("utf-8-sig").splitlines())
+    )
+    assert top_rows[1] == ["1", "hs001/makeup_over_allowance", "1", "100.0"]
+
+    wb = openpyxl.load_workbook(tmp_path / f"{stem}.xlsx", read_only=True)
+    ws = wb[next(n for n in wb.sheetnames if n.startswith("报警系统指标"))]
+    sheet = list(ws.iter_rows(values_only=True))
+    assert len(sheet) == len(rows)
+    ws = wb[next(n for n in wb.sheetnames if n.startswith("小区室温达标"))]
+    assert len(list(ws.iter_rows(values_only=True))) == 1 + len(report.indoor.estates)
+    wb.close()
+    html = (tmp_path / f"{stem}.html").read_text("utf-8")
+    assert "hs001/makeup_over_allowance" in html and "未达标 FAIL" in html

@@ -1,8 +1,12 @@
 """indoor_below_standard (per estate) and supply_below_curve / supply_above_curve (per station).
 
-Indoor: an estate's representative rooms (the indoor_temp of the stations that stand for
-it, averaged) below the 20 °C standard for the sustain time is a repair work order; below
-the 18 °C floor it is more severe (plan 001 方案1). Curve: a station's secondary supply
+Indoor: an estate's representative rooms below the 20 °C standard for the sustain time is
+a repair work order; below the 18 °C floor it is more severe, and a whole escalation time
+below is one step worse again (plan 001 方案1). The frame carries canonical signals only, so
+each station's `indoor_temp` is one representative room of its `indoor_estate` and several
+stations may share an estate; the estate's value is the median of its rooms, so a single
+cold room (a window left open) among warm ones is not a cold estate. A site with an agreed
+night set-back lowers the standard outside its day hours. Curve: a station's secondary supply
 temperature off its own weather-compensated curve by more than the deviation, after the
 delay (the controller needs time to follow an outdoor swing). Both judge smoothed values:
 a door opened next to a room sensor is not a cold estate.
@@ -10,16 +14,62 @@ a door opened next to a room sensor is not a cold estate.
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import numpy as np
 
 from stationd import signals
 from stationd.detect.kernels import Ewma, Held, Sustain, Tick, fin, r3
 from stationd.detect.static import FleetStatic
+from stationd.detect.thresholds import Thresholds
 from stationd.findings import Finding
 
 _IN = signals.INDEX["indoor_temp"]
 _TSS = signals.INDEX["secondary_supply_temp"]
 _CIRC = signals.INDEX["circ_pump_running"]
+
+
+def is_day_hour(th: Thresholds, hour: np.ndarray | int) -> np.ndarray:
+    """Local hour(s) 0-23 inside the day window [start, end) (a window may wrap midnight)."""
+    h = np.asarray(hour)
+    a, b = th.indoor_day_start_h, th.indoor_day_end_h
+    if a <= b:
+        return (h >= a) & (h < b)
+    return (h >= a) | (h < b)
+
+
+def indoor_standard_at(th: Thresholds, hour: np.ndarray | int) -> np.ndarray:
+    """The indoor standard (°C) in force at local hour(s): the plan's standard by day, less
+    the agreed night set-back outside the day window. Shared with the derived field and the
+    daily report so all three judge one standard."""
+    return np.where(
+        is_day_hour(th, hour),
+        th.indoor_standard_c,
+        th.indoor_standard_c - th.indoor_night_setback_c,
+    )
+
+
+def local_hour(t: float, tz: ZoneInfo) -> int:
+    return datetime.fromtimestamp(t, tz).hour
+
+
+def group_median(
+    idx: np.ndarray, values: np.ndarray, mask: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Median of values[mask] per group idx[mask] (NaN for an empty group), without a loop:
+    sort by (group, value), then pick the middle one or two of each group's run."""
+    g, v = idx[mask], values[mask]
+    order = np.lexsort((v, g))
+    g, v = g[order], v[order]
+    cnt = np.bincount(g, minlength=n_groups)
+    start = np.cumsum(cnt) - cnt
+    out = np.full(n_groups, np.nan)
+    has = cnt > 0
+    lo = start[has] + (cnt[has] - 1) // 2
+    hi = start[has] + cnt[has] // 2
+    out[has] = (v[lo] + v[hi]) / 2.0
+    return out
 
 
 class Indoor:
@@ -43,39 +93,49 @@ class Indoor:
         ok = (e >= 0) & ~np.isnan(tick.x[:, _IN]) & (self.avg.weight >= 0.5)
         cnt = np.bincount(e[ok], minlength=n_e)
         arrived = np.bincount(e[(e >= 0) & tick.present(_IN)], minlength=n_e)
-        total = np.bincount(e[ok], weights=temp[ok], minlength=n_e)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / cnt
-            cond = (cnt > 0) & (mean < site.indoor_standard_c)
+        rep = group_median(e, temp, ok, n_e)
+        standard = float(indoor_standard_at(site, local_hour(t, st.timezone)))
+        with np.errstate(invalid="ignore"):
+            cond = (cnt > 0) & (rep < standard)
+        # at night the rooms are judged against the set-back standard, so a room resting at
+        # the set-back level is not "below" and its estate's timer does not run
         active = self.timer.update(t, cond, arrived > 0, site.indoor_sustain_s)
-        mean = self.held.update(mean)
+        rep = self.held.update(rep)
         out: list[Finding] = []
         for j in np.flatnonzero(active):
             members = np.flatnonzero(ok & (e == j))
-            below_floor = mean[j] < site.indoor_floor_c
+            below_floor = rep[j] < site.indoor_floor_c
+            lasting = t - self.timer.onset[j] >= site.indoor_escalate_s
+            severity = (
+                ("major", "critical")[int(lasting)]
+                if below_floor
+                else ("minor", "major")[int(lasting)]
+            )
             name = st.estate_names[j]
-            limit = site.indoor_floor_c if below_floor else site.indoor_standard_c
+            limit = site.indoor_floor_c if below_floor else standard
+            hours = (t - self.timer.onset[j]) / 3600.0
             out.append(
                 Finding(
                     kind="indoor_below_standard",
                     subject=name,
                     scope="estate",
-                    severity="major" if below_floor else "minor",
+                    severity=severity,
                     onset=float(self.timer.onset[j]),
-                    value=fin(mean[j]),
+                    value=fin(rep[j]),
                     message_zh=(
-                        f"小区 {name} 室温 {mean[j]:.1f} °C，低于{'最低' if below_floor else ''}标准 {limit:.0f} °C；"
-                        "派维修工单（2小时到场）"
+                        f"小区 {name} 室温 {rep[j]:.1f} °C，低于{'最低' if below_floor else ''}标准 {limit:.0f} °C "
+                        f"已 {hours:.1f} 小时；派维修工单（2小时到场）"
                     ),
                     message_en=(
-                        f"estate {name} indoor {mean[j]:.1f} °C below the {'floor' if below_floor else 'standard'} "
-                        f"of {limit:.0f} °C; repair work order (2 h on site)"
+                        f"estate {name} indoor {rep[j]:.1f} °C below the {'floor' if below_floor else 'standard'} "
+                        f"of {limit:.0f} °C for {hours:.1f} h; repair work order (2 h on site)"
                     ),
                     evidence={
-                        "indoor_c": r3(mean[j]),
-                        "standard_c": r3(site.indoor_standard_c),
+                        "indoor_c": r3(rep[j]),
+                        "standard_c": r3(standard),
                         "floor_c": r3(site.indoor_floor_c),
                         "sensors": int(cnt[j]),
+                        "hours_below": r3(hours),
                     },
                     stations=tuple(st.ids[i] for i in members),
                 )

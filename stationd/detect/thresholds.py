@@ -92,6 +92,17 @@ class Thresholds(BaseModel):
     indoor_standard_c: float = Field(20.0, ge=10, le=30)
     indoor_floor_c: float = Field(18.0, ge=10, le=30)
     indoor_sustain_s: float = Field(7200.0, ge=0)
+    # The plan sets one standard for the whole heating day; a site that agrees a night
+    # set-back with its customers lowers the standard by `indoor_night_setback_c` outside
+    # the local hours [indoor_day_start_h, indoor_day_end_h). The defaults (0-24, no
+    # set-back) keep the plan's round-the-clock 20 °C. The 18 °C floor is legal and never
+    # lowered: a set-back below it still grades as below the floor.
+    indoor_day_start_h: int = Field(0, ge=0, le=24)
+    indoor_day_end_h: int = Field(24, ge=0, le=24)
+    indoor_night_setback_c: float = Field(0.0, ge=0, le=10)
+    # below the standard (or the floor) this long is one severity step worse: a whole day
+    # cold is a complaint case, not a routine repair order
+    indoor_escalate_s: float = Field(86400.0, gt=0)
     # smoothing of the noisy temperatures judged against a standard or a curve
     smoothing_s: float = Field(300.0, gt=0)
 

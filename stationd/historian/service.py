@@ -55,6 +55,7 @@ DERIVED_FIELDS: dict[str, str] = {
     "expected_flow_ratio": "circulating flow / (10 t/h per 10,000 m²) / 循环流量与标准之比",
     "curve_deviation_c": "secondary supply minus the heating curve, °C / 供温偏离曲线",
     "heat_power_kw": "heat delivered, kW / 供热功率",
+    "indoor_at_standard": "1 = room at the indoor standard, 0 = below (avg = share) / 室温达标",
 }
 
 
@@ -200,7 +201,7 @@ class Historian:
     def write_derived(self, tick_time: float, arrays: Mapping[str, np.ndarray]) -> None:
         """Measurement `derived`: named per-station arrays, e.g. loss_ratio (make-up /
         circulating flow), loss_vs_allowance, expected_flow_ratio, curve_deviation_c,
-        heat_power_kw. NaN entries are omitted."""
+        heat_power_kw, indoor_at_standard. NaN entries are omitted."""
         payload, lines, fields = self.encoder.derived(arrays, ms(tick_time))
         self._submit(payload, lines, fields)
 

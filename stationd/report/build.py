@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from stationd import signals
+from stationd.detect.thresholds import Thresholds
+from stationd.kpi import KpiReport, kpi_report
+from stationd.kpi.report import checks as kpi_checks
 from stationd.report.compute import (
     FLOOR_BELOW_CURVE_MIN_K,
     MEAN_SIGNALS,
     SUPPLIED_SHARE,
     Hourly,
+    IndoorShare,
     StationInfo,
     aggregate,
+    indoor_share,
 )
 from stationd.report.data import Source
 from stationd.report.incidents import STATE_ZH, Incidents, load_incidents
@@ -72,6 +77,21 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
         "Heat per area = heat / heated area; the season's planning figure is 0.5 GJ/m². "
         "Important events are reported at once by the alarm system.",
     ),
+    (
+        "室温达标率：每站室温传感器为其所代表小区的一个代表房间，小区逐时室温取各代表房间小时均值的中位数；"
+        "不低于该小时执行的室温标准（20 °C，如约定夜间降温则夜间按降温后标准）的小时为达标，"
+        "低于 18 °C 最低标准的小时另计；无读数的小时不计入。",
+        "Indoor at standard: each station's room sensor is one representative room of its "
+        "estate; the estate's hour is the median of its rooms' hourly means. An hour at or "
+        "above the standard in force (20 °C, less an agreed night set-back at night) is at "
+        "standard; hours below the 18 °C floor are counted separately; hours without a "
+        "reading are left out.",
+    ),
+    (
+        "报警系统指标（ISA-18.2）取自调度日志，目标值与判定见“报警系统指标”表。",
+        "Alarm-system KPIs (ISA-18.2) come from the dispatch log; targets and pass/fail are "
+        "in the KPI table.",
+    ),
 )
 
 
@@ -105,6 +125,8 @@ class DailyReport:
     incidents: Incidents
     source: str
     generated_at: float
+    indoor: IndoorShare | None = None
+    kpi: KpiReport | None = None
 
     @property
     def title_zh(self) -> str:
@@ -155,7 +177,73 @@ class DailyReport:
             self.estate_table(),
             self.hourly_table(),
             self.incident_table(),
+            self.indoor_table(),
+            self.kpi_table(),
+            self.kpi_top_table(),
         ]
+
+    def indoor_table(self) -> Table:
+        cols = [
+            Column("小区", "Estate"),
+            Column("代表房间数", "Rooms"),
+            Column("有读数小时", "Hours with a reading"),
+            Column("达标小时", "Hours at standard"),
+            Column("低于18 °C小时", "Hours below 18 °C floor"),
+            Column("达标率 %", "Share at standard %", 1),
+            Column("平均室温 °C", "Mean indoor °C", 2),
+        ]
+        rows: list[list[Any]] = []
+        ind = self.indoor
+        if ind is not None:
+            share, mean = ind.share_at_standard, ind.mean_c
+            for j, estate in enumerate(ind.estates):
+                rows.append(
+                    [
+                        estate,
+                        int(ind.rooms[j]),
+                        int(ind.hours_known[j]),
+                        int(ind.hours_at_standard[j]),
+                        int(ind.hours_below_floor[j]),
+                        _num(share[j] * 100.0),
+                        _num(mean[j]),
+                    ]
+                )
+        return Table("indoor", "小区室温达标", "Indoor at standard by estate", cols, rows)
+
+    def kpi_table(self) -> Table:
+        cols = [
+            Column("指标", "KPI"),
+            Column("数值", "Value", 2),
+            Column("单位", "Unit"),
+            Column("目标", "Target"),
+            Column("判定", "Result"),
+        ]
+        rows: list[list[Any]] = []
+        if self.kpi is not None:
+            for c in kpi_checks(self.kpi):
+                verdict = (
+                    "无数据 no data"
+                    if c.passed is None
+                    else ("达标 pass" if c.passed else "未达标 FAIL")
+                )
+                value = c.shown or (None if c.value is None else _num(c.value))
+                rows.append(
+                    [f"{c.label_zh} / {c.label_en}", value, c.unit.strip(), c.target, verdict]
+                )
+        return Table("kpi", "报警系统指标", "Alarm-system KPIs", cols, rows)
+
+    def kpi_top_table(self) -> Table:
+        cols = [
+            Column("序号", "Rank"),
+            Column("报警", "Alarm"),
+            Column("次数", "Count"),
+            Column("占比 %", "Share %", 1),
+        ]
+        rows: list[list[Any]] = []
+        if self.kpi is not None:
+            for k, a in enumerate(self.kpi.top, start=1):
+                rows.append([k, a.alarm_id, a.count, _num(a.share_pct)])
+        return Table("kpi_top", "最频繁的10个报警", "Ten most frequent alarms", cols, rows)
 
     def summary_table(self) -> Table:
         hr = self.hourly
@@ -362,6 +450,10 @@ def build_report(
         infos, source.chunks(period.t0 - LEAD_IN_S, period.t1 + LEAD_IN_S), period.t0, period.t1
     )
     incidents = load_incidents(state_dir, period.t0, period.t1)
+    site_th = getattr(cfg, "thresholds", None) or Thresholds()
+    indoor = indoor_share(
+        hourly, infos, [period.hour_start(h).hour for h in range(hourly.n_hours)], site_th
+    )
     return DailyReport(
         site_id=cfg.site.id,
         site_name=cfg.site.name,
@@ -371,7 +463,21 @@ def build_report(
         incidents=incidents,
         source=source.name,
         generated_at=time.time(),
+        indoor=indoor,
+        kpi=_kpis(state_dir, period),
     )
+
+
+def _kpis(state_dir: str | Path | None, period: Period) -> KpiReport | None:
+    """The period's alarm-system KPIs, or None (and a log line) without a dispatch log: a
+    report still goes out when the alarm side has not written anything yet."""
+    if state_dir is None:
+        return None
+    try:
+        return kpi_report(Path(state_dir), period.t0, period.t1)
+    except FileNotFoundError as e:
+        log.info("report: no KPIs for %s: %s", period.stem, e)
+        return None
 
 
 def write_report(report: DailyReport, out_dir: str | Path) -> list[Path]:

@@ -20,17 +20,26 @@ What each figure means (the report prints these definitions too):
 - **loss rate (补水率)**: make-up volume / circulated volume, compared with the station's
   allowance (`makeup_allowance_ratio`, 0.5 % by the plan, 000 方案2 三.1).
 - **heat per area**: GJ / heated area (m²); the plan's season figure is 0.5 GJ/m².
+- **indoor at standard (室温达标)** per estate: each station's hourly mean `indoor_temp` is
+  one representative room of its `indoor_estate` (as the indoor detector sees it); the
+  estate's hour is the median of its rooms. An hour is at standard when that value is at
+  or above the standard in force at the hour's local start (20 °C, less the site's night
+  set-back outside its day hours), below the floor when under 18 °C (counted separately,
+  and also not at standard); hours without a reading are left out of the share.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from stationd import signals
+from stationd.detect.comfort import indoor_standard_at
+from stationd.detect.thresholds import Thresholds
 from stationd.report.data import Chunk
 
 HOUR_MS = 3_600_000
@@ -74,11 +83,17 @@ class StationInfo:
     branch: str = ""
     allowance: float = 0.005  # make-up allowance, share of circulated volume
     supply_floor_c: float = 25.0
+    indoor_estate: str = ""  # the estate this station's room sensor stands for ("": none)
 
     @classmethod
     def from_station(cls, st: object) -> StationInfo:
         thr = getattr(st, "thresholds", None)
         curve = getattr(st, "curve", None)
+        estates = tuple(getattr(st, "estates", ()) or ())
+        indoor = getattr(st, "indoor_estate", None) or (estates[0] if len(estates) == 1 else "")
+        polled = getattr(st, "signals", None)
+        if polled is not None and "indoor_temp" not in polled:
+            indoor = ""  # no room sensor at this station: it stands for no estate's rooms
         return cls(
             id=str(st.id),
             name=str(st.name),
@@ -89,6 +104,7 @@ class StationInfo:
             supply_floor_c=(
                 float(curve.min_c) - FLOOR_BELOW_CURVE_MIN_K if curve is not None else 25.0
             ),
+            indoor_estate=str(indoor),
         )
 
 
@@ -301,3 +317,77 @@ def aggregate(stations: Sequence[StationInfo], chunks: object, t0: float, t1: fl
     for c in chunks:  # type: ignore[attr-defined]
         acc.add(c)
     return acc.result()
+
+
+@dataclass(frozen=True)
+class IndoorShare:
+    """Per estate [E] with room sensors, per hour [H]: the indoor figures of the period."""
+
+    estates: tuple[str, ...]
+    rooms: np.ndarray  # [E] stations whose sensors stand for the estate
+    hourly_c: np.ndarray  # [E, H] median of the rooms' hourly means (NaN: no reading)
+    standard_c: np.ndarray  # [H] the standard in force at each hour's local start
+    floor_c: float
+
+    @property
+    def hours_known(self) -> np.ndarray:
+        return np.isfinite(self.hourly_c).sum(axis=1)
+
+    @property
+    def hours_at_standard(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return (self.hourly_c >= self.standard_c[None, :]).sum(axis=1)
+
+    @property
+    def hours_below_floor(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return (self.hourly_c < self.floor_c).sum(axis=1)
+
+    @property
+    def share_at_standard(self) -> np.ndarray:
+        """[E] hours at standard / hours with a reading (NaN: none)."""
+        known = self.hours_known
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(known > 0, self.hours_at_standard / known, np.nan)
+
+    @property
+    def mean_c(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an estate with no reading
+            return np.nanmean(self.hourly_c, axis=1)
+
+
+def indoor_share(
+    hourly: Hourly,
+    stations: Sequence[StationInfo],
+    local_hours: Sequence[int],
+    thresholds: Thresholds | None = None,
+) -> IndoorShare:
+    """Share of hours at the indoor standard per estate; `local_hours[h]` is hour h's
+    local start hour (0-23), which decides day or night set-back."""
+    th = thresholds or Thresholds()
+    names: dict[str, int] = {}
+    idx = np.array(
+        [
+            names.setdefault(s.indoor_estate, len(names)) if s.indoor_estate else -1
+            for s in stations
+        ],
+        dtype=np.int64,
+    )
+    temp = hourly.mean("indoor_temp")  # [S, H]
+    E, H = len(names), hourly.n_hours
+    rep = np.full((E, H), np.nan)
+    for j in range(E):  # per estate, not per tick: a report's few hundred estates
+        rooms = temp[idx == j]
+        has = np.isfinite(rooms).any(axis=0)
+        if has.any():
+            rep[j, has] = np.nanmedian(rooms[:, has], axis=0)
+    return IndoorShare(
+        estates=tuple(names),
+        rooms=np.bincount(idx[idx >= 0], minlength=E),
+        hourly_c=rep,
+        standard_c=np.asarray(
+            indoor_standard_at(th, np.asarray(local_hours, dtype=np.int64)), dtype=np.float64
+        ).reshape(H),
+        floor_c=float(th.indoor_floor_c),
+    )

@@ -185,9 +185,17 @@ def status_grid(
 
 
 def bar_chart(
-    title: str, unit: str, names: Sequence[str], values: Sequence[float], limits: Sequence[float]
+    title: str,
+    unit: str,
+    names: Sequence[str],
+    values: Sequence[float],
+    limits: Sequence[float],
+    *,
+    below_is_bad: bool = False,
+    limit_label: str = "限值 allowance",
 ) -> str:
-    """One bar per station with its limit marked (red bar: above the limit)."""
+    """One bar per station (or estate) with its limit marked (red bar: above the limit, or
+    below it where `below_is_bad`, as for a share at standard)."""
     pw, ph = W - ML - MR, H - MT - MB - 30
     vals = [v if math.isfinite(v) else 0.0 for v in values]
     ticks = nice_ticks(0.0, max([*vals, *limits, 1e-9]))
@@ -207,7 +215,8 @@ def bar_chart(
     for i, (name, v, lim) in enumerate(zip(names, values, limits, strict=True)):
         x = ML + i * bw
         ok = math.isfinite(v)
-        color = "#e53935" if ok and v > lim else "#1f77b4"
+        bad = (v < lim) if below_is_bad else (v > lim)
+        color = "#e53935" if ok and bad else "#1f77b4"
         if ok:
             body.append(
                 f'<rect x="{x + bw * 0.2:.1f}" y="{py(v):.1f}" width="{bw * 0.6:.1f}" '
@@ -221,7 +230,9 @@ def bar_chart(
             f'<text x="{x + bw / 2:.1f}" y="{MT + ph + 14}" font-size="11" text-anchor="end" '
             f'transform="rotate(-30 {x + bw / 2:.1f} {MT + ph + 14})">{escape(name)}</text>'
         )
-    body.append(f'<text x="{W - MR + 14}" y="{MT + 10}" font-size="12">- - - 限值 allowance</text>')
+    body.append(
+        f'<text x="{W - MR + 14}" y="{MT + 10}" font-size="12">- - - {escape(limit_label)}</text>'
+    )
     return _frame(title, unit, body)
 
 
@@ -293,6 +304,23 @@ def render(report: DailyReport) -> str:
         )
     )
     tables = report.tables()
+    indoor_chart: list[str] = []
+    if report.indoor is not None and report.indoor.estates:
+        ind = report.indoor
+        indoor_chart.append(
+            bar_chart(
+                "室温达标率 Share of hours at the indoor standard",
+                "%",
+                list(ind.estates),
+                (ind.share_at_standard * 100).tolist(),
+                [100.0] * len(ind.estates),
+                below_is_bad=True,
+                limit_label="全时达标 all hours",
+            )
+        )
+    kpi_note = ""
+    if report.kpi is None:
+        kpi_note = "<p>未找到调度日志，无报警系统指标 / no dispatch log, no alarm-system KPIs.</p>"
     incidents_note = ""
     if not report.incidents.found:
         incidents_note = (
@@ -314,11 +342,16 @@ def render(report: DailyReport) -> str:
         f"生成时间 Generated: {generated:%Y-%m-%d %H:%M:%S}</p>",
         html_table(tables[0]),
         html_table(tables[1]),
+        html_table(tables[4]),
+        f'<div class="charts">{"".join(indoor_chart)}</div>',
         '<h2>图表 <small>Charts</small></h2><div class="charts">',
         *charts,
         "</div>",
         html_table(tables[3]),
         incidents_note,
+        html_table(tables[5]),
+        kpi_note,
+        html_table(tables[6]),
         html_table(tables[2]),
         f'<h2>说明 <small>Definitions</small></h2><ul class="defs">{defs}</ul>',
         "</body></html>",
