@@ -30,6 +30,7 @@ from stationd.findings import Finding
 from stationd.frame import FleetFrame
 from stationd.health import HealthServer, HttpConfig
 from stationd.historian import Historian
+from stationd.kpi import kpi_fields
 from stationd.poller import Poller, StationSupervisor, TickReport
 from stationd.reload import (
     ReloadError,
@@ -39,6 +40,7 @@ from stationd.reload import (
     remove_pid_file,
     write_pid_file,
 )
+from stationd.report import ReportScheduler
 from stationd.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class Daemon:
             register_pager_metrics(self.pager, self.registry)
             self.alarms.pager_hooks.append(self.pager.notify)
         self.alarms.transition_hooks.append(self.historian.write_alarm)
+        self.reports = ReportScheduler(self.cfg, self.state_dir, self.state_dir / "reports")
         self.gauge_sources.append(self._queue_gauges)
         self._extra_names = [st.extras for st in self.cfg.stations]
         # SIGHUP: the reload task validates off the tick path, the tick handler swaps
@@ -146,6 +149,19 @@ class Daemon:
         if not self.ready.is_set() and self.poller.first_full_poll.is_set():
             self.ready.set()
             self.notifier.ready(self.status_line(report))
+        self.historian.write_daemon(
+            {
+                "stations_answering": report.answered,
+                "stations": report.stations,
+                "findings_active": len(findings),
+                "alarms_active": len(self.alarms.engine.active()),
+                "detect_seconds": self.detect_seconds,
+                "late_results": self.poller.late,
+                "ticks_skipped": self.poller.clock.skipped,
+                "historian_queue_depth": self.historian.queue_depth,
+            },
+            tick_time=tick,
+        )
         self.notifier.watchdog()
         self.notifier.status(self.status_line(report))
         if self._pending is not None:
@@ -210,6 +226,11 @@ class Daemon:
             stack.callback(remove_pid_file, self.state_dir)
             reloader = asyncio.create_task(self._reload_loop(), name="reload")
             stack.push_async_callback(_cancel, reloader)
+            # The plan's 09:00 / 17:00 daily report and the hourly alarm KPIs.
+            reports = asyncio.create_task(self.reports.run(self.stop_event), name="daily-report")
+            stack.push_async_callback(_cancel, reports)
+            kpis = asyncio.create_task(self._kpi_loop(), name="alarm-kpis")
+            stack.push_async_callback(_cancel, kpis)
             log.info(
                 "stationd starting site=%s stations=%d interval=%ss",
                 self.cfg.site.id,
@@ -219,6 +240,16 @@ class Daemon:
             await self.poller.run(self.stop_event)
         self.notifier.stopping()
         log.info("stationd stopped")
+
+    async def _kpi_loop(self) -> None:
+        """Every hour, the last 24 h of alarm-system KPIs into the `daemon` measurement."""
+        while True:
+            try:
+                fields = await asyncio.to_thread(kpi_fields, self.state_dir / "alarms")
+                self.historian.write_daemon(fields)
+            except Exception:  # KPIs are advisory: a failure is logged, the loop goes on
+                log.exception("alarm KPI computation failed")
+            await asyncio.sleep(3600)
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -60,7 +60,9 @@ async def test_every_signal_of_modbus_and_opcua_stations_matches_the_simulator(
 async def test_silent_station_is_marked_within_its_timeout_while_others_keep_ticking(
     tmp_path: Path,
 ) -> None:
-    cfg = fast_config()
+    # A 1 s tick (0.6 s timeout): the healthy stations must never miss, even on a busy
+    # CI machine where simulator and daemon share one event loop.
+    cfg = fast_config(interval=1.0)
     async with fleet(cfg, tmp_path) as (sim, daemon):
         await until(daemon, lambda: daemon.poller.first_full_poll.is_set())
         idx = daemon.frame.index["hs002"]
