@@ -13,7 +13,9 @@ register images with a few numpy operations per tag — the same table-driven en
 simulator's clamping (`encode_clamped`) — instead of a Python loop per station per signal.
 Only the images that changed are pushed, straight into the server's register lists: a
 1,000-station update costs a few milliseconds, so the server loop is not blocked while a
-poller's requests wait.
+poller's requests wait. Each request is served by pymodbus' own handler, minus a
+thread-safe hop it makes per request (`_RequestHandler`): with both, the simulator serves
+~15,000 requests/s flat out on this machine, where it served ~3,300 before.
 
 How a PLC "stops answering" in pymodbus 3.16.1: a device's `action` hook runs on every
 request; for a unit that is down the hook raises `NoSuchIdException`, and the server,
@@ -30,14 +32,17 @@ simulator last wrote, and each changed control point becomes a plant set-point.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.decode import _TYPES, decode_registers, encode_registers, is_bit_tag
@@ -166,6 +171,27 @@ def pack_bits(bits: np.ndarray, start: int) -> np.ndarray:
     return (bits.astype(np.int64) @ weights).astype(np.uint16)
 
 
+class _RequestHandler(ServerRequestHandler):
+    """pymodbus' request handler minus one hop: pymodbus 3.16 hands every request to
+    `asyncio.run_coroutine_threadsafe` (a concurrent Future, locks and a self-pipe write)
+    although it already runs on the loop's thread; a third of the server's CPU under
+    load. A plain task runs the same `handle_request` on the same loop."""
+
+    _pending: ClassVar[set[asyncio.Task[None]]] = set()  # the loop keeps only weak task references
+
+    def handle_later(self) -> None:
+        task = self.loop.create_task(self.handle_request())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+class _TcpServer(ModbusTcpServer):
+    """A `ModbusTcpServer` whose connections use `_RequestHandler`."""
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 @dataclass
 class _Block:
     kind: str
@@ -269,7 +295,7 @@ class ModbusPort:
 
     async def start(self) -> None:
         devices = [self._device(u) for u in self.units.values()]
-        self.server = ModbusTcpServer(
+        self.server = _TcpServer(
             devices, address=(self.host, self.port), ignore_missing_devices=True
         )
         self._bind_registers()
