@@ -48,10 +48,27 @@ from stationd.poller import TickReport  # noqa: E402
 from stationd.ticks import next_tick  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port_run(n: int = 4) -> int:
+    """A base port with the n ports from it all free (the generated fleet uses base..base+n-1)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError(f"no run of {n} free ports")
 
 
 def rss_mb() -> float:
@@ -68,6 +85,7 @@ def cpu_s() -> float:
 
 
 def start_simulator(cfg_path: Path) -> subprocess.Popen[str]:
+    log_path = cfg_path.with_suffix(".sim.log")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -83,7 +101,7 @@ def start_simulator(cfg_path: Path) -> subprocess.Popen[str]:
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log_path.open("w"),
         text=True,
     )
     assert proc.stdout is not None
@@ -94,7 +112,8 @@ def start_simulator(cfg_path: Path) -> subprocess.Popen[str]:
         if time.monotonic() > deadline:
             break
     proc.kill()
-    raise RuntimeError("simulator did not print READY")
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"simulator did not print READY; its log ends:\n{tail}")
 
 
 async def bare_loop(cfg: Config, seconds: float) -> dict[str, float]:
@@ -273,7 +292,7 @@ def main() -> None:
             [
                 sys.executable, "-m", "tools.simulate_station.cli", "generate",
                 "--count", str(args.stations), "--out", str(fleet), "--opcua-share", "0",
-                "--ports", "4", "--modbus-port", str(free_port()),
+                "--ports", "4", "--modbus-port", str(free_port_run(4)),
             ],
             cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
