@@ -25,7 +25,6 @@ import asyncio
 import logging
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,42 +40,12 @@ import numpy as np  # noqa: E402
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
 from bench import bench_modbus  # noqa: E402
+from bench.soak import free_block, rss_mb  # noqa: E402
 from drivers.modbus_plan import ReadPlan, plan_station  # noqa: E402
 from stationd.app import Daemon  # noqa: E402
 from stationd.config import Config, ModbusStation, load_config  # noqa: E402
 from stationd.poller import TickReport  # noqa: E402
 from stationd.ticks import next_tick  # noqa: E402
-
-
-def free_port_run(n: int = 4) -> int:
-    """A base port with the n ports from it all free (the generated fleet uses base..base+n-1)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                t = socket.socket()
-                socks.append(t)
-                t.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError(f"no run of {n} free ports")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_s() -> float:
@@ -292,7 +261,7 @@ def main() -> None:
             [
                 sys.executable, "-m", "tools.simulate_station.cli", "generate",
                 "--count", str(args.stations), "--out", str(fleet), "--opcua-share", "0",
-                "--ports", "4", "--modbus-port", str(free_port_run(4)),
+                "--ports", "4", "--modbus-port", str(free_block(4)),
             ],
             cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
