@@ -414,6 +414,34 @@ class AlarmService:
             return "resolve"
         return ""
 
+    def active_pages(self) -> list[PagerEvent]:
+        """The trigger event of every incident still raised (unack or acked), for handing
+        to the pager after a restart: Alertmanager forgets alerts that are not re-sent, so
+        the adapters must know what is still active. Nothing is re-paged by this."""
+        out = []
+        for rec in self.engine.active():
+            if rec.state not in (S.UNACK, S.ACKED) or not rec.incident_id:
+                continue
+            t = Transition(
+                time=rec.incident_onset,
+                alarm_id=rec.alarm_id,
+                incident_id=rec.incident_id,
+                from_state=S.NORMAL,
+                to_state=rec.state,
+                cause="activate",
+                kind=rec.kind,
+                subject=rec.subject,
+                station=rec.station,
+                severity=rec.severity,
+                priority=rec.priority,
+                value=rec.value,
+                message_zh=rec.message_zh,
+                message_en=rec.message_en,
+                stations=rec.stations,
+            )
+            out.append(self._page(t, "trigger")[1])
+        return out
+
     def _page(self, t: Transition, action: str, step_id: str = "") -> tuple[str, PagerEvent]:
         rec = self.engine.records[t.alarm_id]
         pb = self.playbooks.for_kind(t.kind)

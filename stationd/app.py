@@ -215,6 +215,9 @@ class Daemon:
                 stack.push_async_callback(self.pager.stop)
             await self.alarms.start()
             stack.push_async_callback(self.alarms.stop)
+            if self.pager is not None:
+                # incidents raised before a restart: the pager re-sends them, never re-pages
+                self.pager.restore(self.alarms.active_pages())
             if self.http_cfg.enabled:
                 self.health = HealthServer(
                     self, self.http_cfg.host, self.http_cfg.port, registry=self.registry

@@ -482,3 +482,32 @@ def test_from_config_reads_alarms_and_mqtt_sections(tmp_path: Path) -> None:
     bad_mqtt = cfg.model_copy(update={"mqtt": {"host": "x", "password": "secret"}})
     with pytest.raises(ValueError, match=r"mqtt\.password"):
         AlarmService.from_config(bad_mqtt, tmp_path)
+
+
+async def test_restart_hands_active_incidents_to_the_pager_without_re_paging(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    svc = make(tmp_path, clock)
+    paged: list[PagerEvent] = []
+    svc.pager_hooks.append(paged.append)
+    await svc.start()
+    await svc.on_tick(T0, [drop()])
+    await svc.stop()
+    triggers = [e for e in paged if e.action == "trigger"]
+    assert len(triggers) == 1
+
+    again = make(tmp_path, clock)
+    repaged: list[PagerEvent] = []
+    again.pager_hooks.append(repaged.append)
+    await again.start()
+    try:
+        restore = again.active_pages()
+        assert [e.incident_id for e in restore] == [triggers[0].incident_id]
+        assert (
+            restore[0].action == "trigger"
+            and restore[0].alarm_id == "hs001/secondary_pressure_drop"
+        )
+        assert repaged == []  # restoring is for the adapters' re-send, not a new page
+    finally:
+        await again.stop()
