@@ -63,8 +63,12 @@ async def test_silent_station_is_marked_within_its_timeout_while_others_keep_tic
     # A 1 s tick (0.6 s timeout): the healthy stations must never miss, even on a busy
     # CI machine where simulator and daemon share one event loop.
     cfg = fast_config(interval=1.0)
+    flow = signals.INDEX["secondary_flow"]
     async with fleet(cfg, tmp_path) as (sim, daemon):
-        await until(daemon, lambda: daemon.poller.first_full_poll.is_set())
+        # An OPC UA station in subscribe mode answers before its first data-change
+        # notifications have all arrived: wait until every station has a flow value.
+        await until(daemon, lambda: not np.isnan(daemon.frame.latest()[:, flow]).any())
+        await until(daemon, lambda: True)
         idx = daemon.frame.index["hs002"]
         sim.inject(kind="comm_loss", station="hs002")
         ticks_before = daemon.frame.count
