@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 EntryKind = Literal[
-    "transition", "command", "step", "escalation", "note", "field_reading", "daemon"
+    "transition", "command", "step", "escalation", "note", "field_reading", "daemon", "control"
 ]
 
 #: file name under the daemon's state dir

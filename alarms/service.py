@@ -812,7 +812,7 @@ class AlarmService:
         tail = f"（{detail}）" if detail else ""
         entry = LogEntry(
             time=now,
-            kind="control",  # type: ignore[arg-type]  # a dispatch-log kind of its own
+            kind="control",
             station=sel.station,
             subject=inst.subject if inst else sel.station,
             alarm_id=inst.alarm_id if inst else "",
@@ -867,7 +867,7 @@ class AlarmService:
         select_id = c.select_id if isinstance(c, cmds.Operate) else ""
         entry = LogEntry(
             time=now,
-            kind="control",  # type: ignore[arg-type]
+            kind="control",
             station=station,
             subject=inst.subject if inst else "",
             alarm_id=inst.alarm_id if inst else "",

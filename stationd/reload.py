@@ -15,7 +15,6 @@ The pid file (`<state_dir>/stationd.pid`) lets `stationd reload` find the daemon
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -193,6 +192,7 @@ def apply_plan(daemon: Daemon, plan: ReloadPlan) -> list[StationSupervisor]:
     if plan.playbooks_changed:
         alarms.playbooks = plan.playbooks
         alarms.engine.severity_floor = plan.playbooks.severity_floor()
+    daemon.reports.cfg = cfg  # the next daily report covers the new fleet
     daemon.cfg = cfg
     return retired
 
@@ -205,8 +205,7 @@ def _station_info(s: AnyStation) -> StationInfo:
         "power_feeder": s.power_feeder,
         "heat_source": s.heat_source,
     }
-    if "control_allow" in {f.name for f in dataclasses.fields(StationInfo)}:
-        info["control_allow"] = tuple(s.control.allow)
+    info["control_allow"] = tuple(s.control.allow)
     return StationInfo(**info)  # type: ignore[arg-type]
 
 
