@@ -11,13 +11,13 @@ The class is synchronous (sqlite3); async callers run it in a worker thread.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from alarms.sqlite_wal import WalDb
 
 EntryKind = Literal[
     "transition", "command", "step", "escalation", "note", "field_reading", "daemon", "control"
@@ -75,21 +75,9 @@ class LogEntry:
         return f"{ts}Z {self.kind:<13} {where:<12}{inc}{who} {self.text_zh} | {self.text_en}"
 
 
-class DispatchLog:
+class DispatchLog(WalDb):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # one connection shared by worker threads, serialised by our own lock
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def append(self, entries: Iterable[LogEntry]) -> int:
         rows = [

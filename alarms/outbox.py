@@ -10,11 +10,11 @@ dispatch screen needs to be right after an outage.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from alarms.sqlite_wal import WalDb
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +27,15 @@ class OutMessage:
     retain: bool
 
 
-class Outbox:
+class Outbox(WalDb):
     def __init__(self, path: Path, max_rows: int = 200_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        super().__init__(
+            path,
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)",
+        )
         self.max_rows = max_rows
         self.dropped = 0
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)"
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def add(self, messages: Iterable[tuple[str, bytes, bool]]) -> int:
         rows = [(t, p, int(r)) for t, p, r in messages]

@@ -9,11 +9,11 @@ pager hooks, so a restart delivers what was missed and never re-pages what was s
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from alarms.sqlite_wal import WalDb
 
 #: file name under the daemon's state dir
 STATE_FILE = "alarms.sqlite"
@@ -34,20 +34,9 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class StateStore:
+class StateStore(WalDb):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def load(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(alarm records, open playbook instances)."""
