@@ -25,10 +25,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from alarms.engine import CommandError
 from alarms.instances import PlaybookInstance
+from alarms.settings import ControlSettings
 from stationd.signals import INDEX
 
 #: the daemon's writer: `Poller.write(station_id, point, value)`
@@ -46,19 +45,6 @@ class FrameView(Protocol):
     def now(self) -> float: ...
 
     def latest(self) -> Any: ...
-
-
-class ControlSettings(BaseModel):
-    """`alarms: {control: ...}` in stations.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # off unless the site says so: nothing is ever written otherwise (DESIGN.md, Control)
-    enabled: bool = False
-    # how long a selection may be operated; short, so a stale screen cannot operate
-    window_s: float = Field(30.0, gt=0, le=300)
-    # how long to wait for the written value to show in the polled data
-    readback_s: float = Field(10.0, gt=0, le=120)
 
 
 class ControlRefused(CommandError):

@@ -1,7 +1,7 @@
 """The records the alarm side hands around: alarm states, transitions and pager events.
 
 This module is the contract between the alarm engine (alarms/engine.py), the MQTT
-publisher, the dispatch log and the pager adapters (alarms/pager.py). It holds data
+publisher, the dispatch log and the pager adapters (alarms/pager/). It holds data
 only — no I/O — so every consumer can import it without pulling in the others.
 """
 

@@ -26,53 +26,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alarms.outbox import Outbox
+from alarms.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
 STATUS_SCHEMA = "stationd.status/1"
-
-
-class MqttSettings(BaseModel):
-    """Broker connection. The password is never in YAML: an env var or a file path."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    prefix: str | None = None  # default heating/<site>
-    client_id: str | None = None  # default stationd-<site>-<pid>
-    keepalive: int = Field(30, ge=5, le=3600)
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
-    max_inflight: int = Field(100, ge=1, le=65535)
-    reconnect_min_s: int = Field(1, ge=1, le=60)
-    reconnect_max_s: int = Field(30, ge=1, le=600)
-    outbox_max_rows: int = Field(200_000, ge=100)
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> MqttSettings:
-        if self.password_env and self.password_file:
-            raise ValueError("give password_env or password_file, not both")
-        return self
-
-    def password(self) -> str | None:
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ValueError(f"mqtt: environment variable {self.password_env} is not set")
-            return value
-        if self.password_file:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
 
 
 def topic_part(text: str) -> str:

@@ -19,13 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alarms import commands as cmds
-from alarms.control import (
-    ControlDesk,
-    ControlSettings,
-    ControlWriter,
-    FrameView,
-    Selection,
-)
+from alarms.control import ControlDesk, ControlWriter, FrameView, Selection
 from alarms.dispatch_log import LOG_FILE, DispatchLog, LogEntry
 from alarms.engine import AlarmEngine, AlarmRecord, CommandError
 from alarms.instances import PlaybookInstance, StepError
@@ -39,9 +33,9 @@ from alarms.model import (
     Transition,
     TransitionHook,
 )
-from alarms.mqtt import MqttBridge, MqttSettings
+from alarms.mqtt import MqttBridge
 from alarms.playbooks import PlaybookLibrary, load_playbooks
-from alarms.settings import alarms_section, mqtt_section
+from alarms.settings import ControlSettings, MqttSettings, SiteConfig, StationFacts
 from alarms.store import STATE_FILE, StateStore
 from alarms.tuning import AlarmTuning
 from stationd.findings import Finding
@@ -71,6 +65,18 @@ class StationInfo:
     heat_source: str = ""
     # points a playbook step may write here (stations.yaml `control: {allow: [...]}`)
     control_allow: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, station: StationFacts) -> StationInfo:
+        """From a configured station (stationd.config's station models fit)."""
+        return cls(
+            id=station.id,
+            name=station.name,
+            branch=station.branch,
+            power_feeder=station.power_feeder,
+            heat_source=station.heat_source,
+            control_allow=tuple(station.control.allow),
+        )
 
 
 async def _call_hook(hook: Callable[[Any], Any], arg: Any) -> None:
@@ -125,35 +131,25 @@ class AlarmService:
     @classmethod
     def from_config(
         cls,
-        config: Any,
+        config: SiteConfig,
         state_dir: Path | None = None,
         mqtt: MqttSettings | None = None,
     ) -> AlarmService:
-        """Build from stationd.config.Config: site, stations (Chinese names), and its
-        `alarms:` and `mqtt:` sections (validated here; an absent `mqtt:` means no MQTT)."""
-        where = str(getattr(config, "path", None) or "config")
-        section = alarms_section(getattr(config, "alarms", None), where)
+        """Build from the daemon's config (stationd.config.Config fits `SiteConfig`): the
+        site, its stations (Chinese names), and the `alarms:` and `mqtt:` sections, already
+        validated with the whole file (an absent `mqtt:` means no MQTT)."""
+        section = config.alarms
         if mqtt is None:
-            mqtt = mqtt_section(getattr(config, "mqtt", None), where)
-        state_dir = state_dir or getattr(config, "state_dir", None)
+            mqtt = config.mqtt
+        state_dir = state_dir or config.state_dir
         if state_dir is None:
+            where = str(config.path or "config")
             raise ValueError(f"{where}: state_dir is needed for alarm state and the dispatch log")
-        stations = [
-            StationInfo(
-                id=s.id,
-                name=getattr(s, "name", "") or "",
-                branch=getattr(s, "branch", "") or "",
-                power_feeder=getattr(s, "power_feeder", "") or "",
-                heat_source=getattr(s, "heat_source", "") or "",
-                control_allow=tuple(getattr(getattr(s, "control", None), "allow", ()) or ()),
-            )
-            for s in config.stations
-        ]
         return cls(
             config.site.id,
             Path(state_dir),
-            site_name=getattr(config.site, "name", "") or "",
-            stations=stations,
+            site_name=config.site.name,
+            stations=[StationInfo.of(s) for s in config.stations],
             playbooks=load_playbooks(section.playbook_dir) if section.playbook_dir else None,
             mqtt=mqtt,
             operators=section.operators,

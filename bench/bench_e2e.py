@@ -111,12 +111,10 @@ def fleet_config(count: int, tmp: Path, interval: float, timeout: float, broker:
     d = cfg.defaults.model_copy(
         update={"interval": interval, "timeout": timeout, "backoff_initial": 0.2, "backoff_max": 2}
     )
-    return cfg.model_copy(
-        update={
-            "defaults": d,
-            "http": {"enabled": False},
-            "mqtt": {"port": broker, "reconnect_min_s": 1, "reconnect_max_s": 1},
-        }
+    return cfg.with_sections(
+        defaults=d,
+        http={"enabled": False},
+        mqtt={"port": broker, "reconnect_min_s": 1, "reconnect_max_s": 1},
     )
 
 

@@ -160,7 +160,7 @@ async def bare_loop(cfg: Config, seconds: float) -> dict[str, float]:
 
 
 async def daemon_run(cfg: Config, seconds: float, state: Path) -> dict[str, float]:
-    cfg = cfg.model_copy(update={"http": {"enabled": False}})
+    cfg = cfg.with_sections(http={"enabled": False})
     daemon = Daemon(cfg, state_dir=state)
     blocks = np.asarray(
         [

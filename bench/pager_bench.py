@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from alarms.pager import Pager
-from alarms.pager_alertmanager import AlertmanagerAdapter
-from alarms.pager_config import AlertmanagerConfig
+from alarms.pager.alertmanager import AlertmanagerAdapter
+from alarms.pager.config import AlertmanagerConfig
+from alarms.pager.fanout import Pager
 from tests.pager_fixtures import ROUTING_KEY, pager_event
 from tests.servers import start_alertmanager
 

@@ -231,11 +231,9 @@ async def soak(
         try:
             with start_mosquitto(tmp) as broker:
                 cfg = load_config(fleet)
-                cfg = cfg.model_copy(
-                    update={
-                        "mqtt": {"port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 2},
-                        "http": {"enabled": False},
-                    }
+                cfg = cfg.with_sections(
+                    mqtt={"port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 2},
+                    http={"enabled": False},
                 )
                 prefix = f"heating/{cfg.site.id}"
                 watch = MqttWatch(broker.port, prefix, "soak-screen")

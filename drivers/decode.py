@@ -1,7 +1,7 @@
 """Modbus register <-> engineering value conversion, table-driven, scalar and vectorised.
 
-One table (`_TYPES`) says how many registers a type spans and how its big-endian bytes
-unpack; byte order and word order are two independent swaps applied before unpacking:
+The type table (`drivers/registers.py`) says how many registers a type spans and how its
+big-endian bytes unpack; byte order and word order are two independent swaps applied before unpacking:
 
     byte_order little  -> the two bytes inside every 16-bit register are swapped (BADC)
     word_order little  -> the registers of a 32/64-bit value come low word first (CDAB)
@@ -31,30 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stationd.config import ModbusTag
-
-
-@dataclass(frozen=True, slots=True)
-class _TypeSpec:
-    width: int  # registers
-    fmt: str  # struct format of the big-endian bytes
-    dtype: str  # numpy dtype of the big-endian bytes
-    integer: bool
-    lo: float
-    hi: float
-
-
-_F32_MAX = float(np.finfo(np.float32).max)
-_TYPES: dict[str, _TypeSpec] = {
-    "bool": _TypeSpec(1, ">H", ">u2", True, 0, 1),
-    "int16": _TypeSpec(1, ">h", ">i2", True, -(2**15), 2**15 - 1),
-    "uint16": _TypeSpec(1, ">H", ">u2", True, 0, 2**16 - 1),
-    "int32": _TypeSpec(2, ">i", ">i4", True, -(2**31), 2**31 - 1),
-    "uint32": _TypeSpec(2, ">I", ">u4", True, 0, 2**32 - 1),
-    "float32": _TypeSpec(2, ">f", ">f4", False, -_F32_MAX, _F32_MAX),
-    "float64": _TypeSpec(4, ">d", ">f8", False, -math.inf, math.inf),
-}
-BIT_KINDS = frozenset({"coil", "discrete"})
+from drivers.registers import BIT_KINDS, REGISTER_TYPES
+from drivers.schema import ModbusTag
 
 
 def is_bit_tag(tag: ModbusTag) -> bool:
@@ -83,7 +61,7 @@ def raw_to_value(tag: ModbusTag, raw: float) -> float:
 
 def value_to_raw(tag: ModbusTag, value: float) -> float | int:
     """Engineering value -> the raw number the device holds; ValueError if it cannot."""
-    spec = _TYPES[tag.type]
+    spec = REGISTER_TYPES[tag.type]
     raw = (float(value) - tag.offset) / tag.scale
     if tag.bit is not None or is_bit_tag(tag) or tag.type == "bool":
         bit = round(raw)
@@ -118,7 +96,7 @@ def encode_registers(tag: ModbusTag, value: float) -> list[int]:
         return [int(raw)]
     if tag.bit is not None:
         return _wire_to_be(tag, [int(raw) << tag.bit])
-    spec = _TYPES[tag.type]
+    spec = REGISTER_TYPES[tag.type]
     data = struct.pack(spec.fmt, raw)
     be = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
     return _wire_to_be(tag, be)
@@ -140,7 +118,7 @@ def decode_registers(tag: ModbusTag, regs: Sequence[int]) -> float:
         if len(regs) != 1:
             raise ValueError(f"a {tag.kind} is one bit, got {len(regs)} values")
         return raw_to_value(tag, 1 if regs[0] else 0)
-    spec = _TYPES[tag.type]
+    spec = REGISTER_TYPES[tag.type]
     if len(regs) != spec.width:
         raise ValueError(f"{tag.type} spans {spec.width} registers, got {len(regs)}")
     be = _wire_to_be(tag, regs)
@@ -155,7 +133,7 @@ def decode_registers(tag: ModbusTag, regs: Sequence[int]) -> float:
 def _wire_bytes(tag: ModbusTag, position: int) -> list[int]:
     """Byte offsets in the wire buffer (2 bytes per register, as received) that, taken in
     this order, give the tag's value big-endian: the inverse of the two swaps above."""
-    width = 1 if tag.bit is not None else _TYPES[tag.type].width
+    width = 1 if tag.bit is not None else REGISTER_TYPES[tag.type].width
     out: list[int] = []
     for k in range(width):
         reg = position + (width - 1 - k if tag.word_order == "little" else k)
@@ -203,7 +181,7 @@ class DecodePlan:
                 bit_shift.append(tag.bit)
                 fmt += "H"
             else:
-                fmt += _TYPES[tag.type].fmt[1:]
+                fmt += REGISTER_TYPES[tag.type].fmt[1:]
             reg_out.append(i)
             perm += _wire_bytes(tag, pos)
 

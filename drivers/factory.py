@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from drivers.base import Driver
-from stationd.config import AnyStation, Defaults, ModbusStation, OpcuaStation
+from drivers.schema import DriverTiming, StationSpec
 
 
-def make_driver(station: AnyStation, defaults: Defaults) -> Driver:
+def make_driver(station: StationSpec, timing: DriverTiming) -> Driver:
     """A new, unconnected driver for `station` (its read plan compiled now, not per tick)."""
-    if isinstance(station, ModbusStation):
+    if station.protocol == "modbus":
         from drivers.modbus import ModbusDriver
 
-        return ModbusDriver(station, defaults)
-    if isinstance(station, OpcuaStation):
+        return ModbusDriver(station, timing)
+    if station.protocol == "opcua":
         # imported here: asyncua is heavy and a Modbus-only site never needs it
         from drivers.opcua import OpcuaDriver
 
-        return OpcuaDriver(station, defaults)
+        return OpcuaDriver(station, timing)
     raise TypeError(f"no driver for protocol {getattr(station, 'protocol', '?')!r}")

@@ -26,7 +26,7 @@ from pymodbus.pdu import ModbusPDU
 from drivers.base import PermanentError, ReadResult, TransientError
 from drivers.decode import encode_registers, is_bit_tag, set_bit
 from drivers.modbus_plan import ReadPlan, plan_station
-from stationd.config import Defaults, ModbusStation
+from drivers.schema import DriverTiming, ModbusStationSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _exception_text(resp: Any) -> str:
 class ModbusDriver:
     """Driver for one Modbus TCP station (drivers.base.Driver)."""
 
-    def __init__(self, station: ModbusStation, defaults: Defaults) -> None:
+    def __init__(self, station: ModbusStationSpec, defaults: DriverTiming) -> None:
         self.station = station
         self.station_id = station.id
         self.defaults = defaults

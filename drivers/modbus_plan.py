@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.decode import DecodePlan
-from stationd.config import Defaults, ModbusStation, ModbusTag
+from drivers.schema import DriverTiming, ModbusStationSpec, ModbusTag
 
 MAX_BITS_PER_REQUEST = 2000  # Modbus limit for read coils / read discrete inputs
 # A bit costs 1/16 of a register on the wire: allow a proportionally wider gap for bits.
@@ -89,7 +89,7 @@ def plan_blocks(
     return blocks
 
 
-def plan_station(station: ModbusStation, defaults: Defaults) -> ReadPlan:
+def plan_station(station: ModbusStationSpec, defaults: DriverTiming) -> ReadPlan:
     """The compiled read plan of one station."""
     raw = plan_blocks(station.tags, defaults.max_gap_registers, defaults.max_block_registers)
     blocks: list[Block] = []

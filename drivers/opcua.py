@@ -27,7 +27,7 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from drivers.base import PermanentError, ReadResult, TransientError
-from stationd.config import Defaults, OpcuaStation
+from drivers.schema import DriverTiming, OpcuaStationSpec
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _good(status: ua.StatusCode | None) -> bool:
 class OpcuaDriver:
     """Driver for one OPC UA station (drivers.base.Driver)."""
 
-    def __init__(self, station: OpcuaStation, defaults: Defaults) -> None:
+    def __init__(self, station: OpcuaStationSpec, defaults: DriverTiming) -> None:
         self.station = station
         self.station_id = station.id
         self.defaults = defaults

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from alarms.pager import Pager
-from alarms.pager_metrics import register_pager_metrics
+from alarms.pager.fanout import Pager
+from alarms.pager.metrics import register_pager_metrics
 from alarms.service import AlarmService
 from drivers.factory import make_driver
 from stationd.config import AnyStation, Config, shard_of
@@ -28,7 +29,7 @@ from stationd.detect.static import FleetStatic
 from stationd.finding_stream import FindingChange, FindingStream, log_changes
 from stationd.findings import Finding
 from stationd.frame import FleetFrame
-from stationd.health import HealthServer, HttpConfig
+from stationd.health import HealthServer
 from stationd.historian import Historian
 from stationd.kpi import kpi_fields
 from stationd.poller import Poller, StationSupervisor, TickReport
@@ -92,7 +93,7 @@ class Daemon:
         self.listeners: list[TickListener] = []
         # Gauges other parts expose on /metrics: (name, value, help) triples at scrape time.
         self.gauge_sources: list[Callable[[], Iterable[tuple[str, float, str]]]] = []
-        self.http_cfg = HttpConfig.model_validate(self.cfg.http)
+        self.http_cfg = self.cfg.http
         self.health: HealthServer | None = None
         self.findings: list[Finding] = []
         self.detect_seconds = float("nan")
@@ -107,10 +108,12 @@ class Daemon:
             self.state_dir,
             registry=self.registry,
         )
+        if self.cfg.mqtt is not None:
+            self.cfg.mqtt.password()  # a missing password env var or file fails now, named
         self.alarms = AlarmService.from_config(self.cfg, state_dir=self.state_dir / "alarms")
         self.alarms.set_control_writer(self.poller.write, lambda: self.frame)
         self.pager: Pager | None = None
-        if self.cfg.pager:
+        if self.cfg.pager is not None:
             self.pager = Pager.from_config(self.cfg.pager)
             register_pager_metrics(self.pager, self.registry)
             self.alarms.pager_hooks.append(self.pager.notify)
@@ -316,7 +319,13 @@ class Daemon:
 
 
 async def run_daemon(cfg: Config, state_dir: Path | None = None, shard: str | None = None) -> int:
-    daemon = Daemon(cfg, state_dir=state_dir, shard=shard)
+    try:
+        daemon = Daemon(cfg, state_dir=state_dir, shard=shard)
+    except (ValueError, OSError) as exc:
+        # a secret's env var or file missing, a state dir not writable: say which, exit 2
+        log.debug("start-up failed", exc_info=True)
+        print(f"{cfg.path or 'config'}: cannot start / 无法启动: {exc}", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

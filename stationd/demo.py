@@ -36,7 +36,7 @@ async def run_demo(
 ) -> int:
     port_map = {p: free_port() for p in endpoint_ports(cfg)}
     cfg = remap_ports(cfg, port_map)
-    cfg = cfg.model_copy(update={"http": {**cfg.http, "port": 0}})
+    cfg = cfg.with_sections(http=cfg.http.model_copy(update={"port": 0}))
     tty = sys.stdout.isatty()
     with contextlib.ExitStack() as files:
         if state_dir is None:

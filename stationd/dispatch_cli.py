@@ -40,11 +40,10 @@ class NoAnswer(Exception):
 def broker_from_config(path: Path) -> tuple[MqttSettings, str]:
     """The `mqtt:` settings and the topic prefix of a stations.yaml."""
     # imported here, not at the top: `stationd log` should start without them
-    from alarms.settings import mqtt_section
     from stationd.config import load_config
 
     cfg = load_config(path)
-    settings = mqtt_section(cfg.mqtt, str(path))
+    settings = cfg.mqtt
     if settings is None:
         raise ValueError(f"{path}: no `mqtt:` section — the daemon publishes no alarms to read")
     return settings, (settings.prefix or f"heating/{cfg.site.id}").rstrip("/")

@@ -17,22 +17,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from stationd.app import Daemon
 
 log = logging.getLogger(__name__)
-
-
-class HttpConfig(BaseModel):
-    """The `http:` section. Loopback by default: metrics are not for the open network."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9810, ge=0, le=65535)  # 0: any free port (tests)
 
 
 class DaemonCollector(Collector):

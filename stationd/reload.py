@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 from alarms.playbooks import PlaybookError, PlaybookLibrary, load_playbooks
 from alarms.service import StationInfo
-from alarms.settings import alarms_section
 from stationd.config import AnyStation, Config, ConfigError, load_config
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
@@ -116,8 +115,8 @@ def prepare_reload(
     except OSError as exc:
         raise ReloadError([f"{path}: cannot read: {exc}"]) from exc
     try:
-        section = alarms_section(new.alarms, str(path))
-        playbooks = load_playbooks(section.playbook_dir) if section.playbook_dir else None
+        pb_dir = new.alarms.playbook_dir
+        playbooks = load_playbooks(pb_dir) if pb_dir else None
         playbooks = playbooks or load_playbooks()
     except (PlaybookError, ValueError) as exc:
         raise ReloadError(str(exc).splitlines()) from exc
@@ -131,15 +130,13 @@ def prepare_reload(
         if getattr(mine, name) != getattr(old, name):
             keep[name] = getattr(old, name)
             warnings.append(f"{path}: `{name}:` changed; it takes effect on restart / 重启后生效")
-    old_alarms = {k: v for k, v in old.alarms.items() if k != "playbook_dir"}
-    new_alarms = {k: v for k, v in mine.alarms.items() if k != "playbook_dir"}
-    if old_alarms != new_alarms:
+    if old.alarms.model_copy(update={"playbook_dir": None}) != mine.alarms.model_copy(
+        update={"playbook_dir": None}
+    ):
         warnings.append(
             f"{path}: `alarms:` settings other than playbook_dir take effect on restart"
         )
-    keep["alarms"] = {**old.alarms, "playbook_dir": mine.alarms.get("playbook_dir")}
-    if keep["alarms"]["playbook_dir"] is None:
-        keep["alarms"].pop("playbook_dir")
+    keep["alarms"] = old.alarms.model_copy(update={"playbook_dir": mine.alarms.playbook_dir})
     mine = mine.model_copy(update=keep)
     changed = current_playbooks is None or _playbook_key(playbooks) != _playbook_key(
         current_playbooks
@@ -188,25 +185,13 @@ def apply_plan(daemon: Daemon, plan: ReloadPlan) -> list[StationSupervisor]:
     daemon.historian.encoder = plan.encoder or fleet_encoder(cfg)
     daemon._extra_names = [st.extras for st in cfg.stations]
     alarms = daemon.alarms
-    alarms.stations = {s.id: _station_info(s) for s in cfg.stations}
+    alarms.stations = {s.id: StationInfo.of(s) for s in cfg.stations}
     if plan.playbooks_changed:
         alarms.playbooks = plan.playbooks
         alarms.engine.severity_floor = plan.playbooks.severity_floor()
     daemon.reports.cfg = cfg  # the next daily report covers the new fleet
     daemon.cfg = cfg
     return retired
-
-
-def _station_info(s: AnyStation) -> StationInfo:
-    info = {
-        "id": s.id,
-        "name": s.name,
-        "branch": s.branch,
-        "power_feeder": s.power_feeder,
-        "heat_source": s.heat_source,
-    }
-    info["control_allow"] = tuple(s.control.allow)
-    return StationInfo(**info)  # type: ignore[arg-type]
 
 
 # --- pid file and `stationd reload` ------------------------------------------------------

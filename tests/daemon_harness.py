@@ -37,7 +37,7 @@ def fast_config(cfg: Config | None = None, interval: float = 0.5, **defaults: An
         }
     )
     cfg = remap_ports(cfg, {p: free_port() for p in endpoint_ports(cfg)})
-    return cfg.model_copy(update={"defaults": d, "http": {"port": 0}})
+    return cfg.with_sections(defaults=d, http={"port": 0})
 
 
 @contextlib.asynccontextmanager

@@ -51,7 +51,7 @@ def write_fleet(
         if edit and st.id in edit:
             st = st.model_copy(update=edit[st.id])
         stations.append(st)
-    out = cfg.model_copy(update={"stations": tuple(stations), **sections})
+    out = cfg.model_copy(update={"stations": tuple(stations)}).with_sections(**sections)
     return dump_config(out, path)
 
 

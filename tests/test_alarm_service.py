@@ -459,29 +459,26 @@ def test_from_config_reads_alarms_and_mqtt_sections(tmp_path: Path) -> None:
     assert svc.site == cfg.site.id and svc.mqtt_settings is None
     assert all(svc.stations[s.id].name == s.name for s in cfg.stations)
 
-    good = cfg.model_copy(
-        update={
-            "alarms": {"operators": ["张工"], "tuning": {"sensor_fault": {"on_delay_s": 120}}},
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": 1883,
-                "username": "stationd",
-                "password_env": "STATIOND_MQTT_PASSWORD",
-            },
-        }
+    good = cfg.with_sections(
+        alarms={"operators": ["张工"], "tuning": {"sensor_fault": {"on_delay_s": 120}}},
+        mqtt={
+            "host": "127.0.0.1",
+            "port": 1883,
+            "username": "stationd",
+            "password_env": "STATIOND_MQTT_PASSWORD",
+        },
     )
     svc = AlarmService.from_config(good, tmp_path)
     assert svc.operators == frozenset({"张工"})
     assert svc.engine.tuning["sensor_fault"].on_delay_s == 120
     assert svc.mqtt_settings is not None and svc.mqtt_settings.username == "stationd"
 
-    bad_alarms = cfg.model_copy(update={"alarms": {"tuning": {"sensor_fault": {"on_dely_s": 1}}}})
+    # the sections are checked with the whole config, before any service is built
     with pytest.raises(ValueError, match=r"alarms\.tuning\.sensor_fault\.on_dely_s"):
-        AlarmService.from_config(bad_alarms, tmp_path)
+        cfg.with_sections(alarms={"tuning": {"sensor_fault": {"on_dely_s": 1}}})
     # a password in the YAML itself is refused: env var or file only
-    bad_mqtt = cfg.model_copy(update={"mqtt": {"host": "x", "password": "secret"}})
     with pytest.raises(ValueError, match=r"mqtt\.password"):
-        AlarmService.from_config(bad_mqtt, tmp_path)
+        cfg.with_sections(mqtt={"host": "x", "password": "secret"})
 
 
 async def test_restart_hands_active_incidents_to_the_pager_without_re_paging(

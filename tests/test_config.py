@@ -99,3 +99,45 @@ def test_config_loader_never_crashes_on_arbitrary_text(tmp_path_factory, text: s
         load_config(path)
     except ConfigError as exc:
         assert exc.errors and all(str(e).startswith(str(path)) for e in exc.errors)
+
+
+def test_template_tag_defaults_apply_under_each_tag(tmp_path: Path) -> None:
+    # PLC model B in the example: input registers, CDAB floats, said once for the template
+    cfg = load_config(EXAMPLE)
+    hs003 = cfg.station("hs003")
+    assert isinstance(hs003, ModbusStation)
+    flow = hs003.tags["primary_flow"]
+    assert (flow.kind, flow.type, flow.word_order) == ("input", "float32", "little")
+    # what a tag says for itself wins over the template's defaults
+    heat = hs003.tags["heat_energy"]
+    assert (heat.kind, heat.type, heat.word_order, heat.scale) == ("input", "uint32", "big", 0.1)
+    assert hs003.tags["primary_valve_position"].kind == "holding"
+    # a station's own tag on a templated station gets the template's defaults too
+    path = tmp_path / "stations.yaml"
+    path.write_text(
+        """site: {id: t, name: 测试站点}
+templates:
+  plc:
+    protocol: modbus
+    tag_defaults: {kind: input, word_order: little, unit: °C}
+    tags:
+      secondary_supply_temp: {address: 0}
+stations:
+  - id: s1
+    name: 一号站
+    template: plc
+    modbus: {port: 15020}
+    heated_area_m2: 10000
+    estates: [一号小区]
+    branch: 东线
+    power_feeder: F1
+    tags:
+      secondary_return_temp: {address: 2, unit: K}
+""",
+        encoding="utf-8",
+    )
+    s1 = load_config(path).station("s1")
+    assert isinstance(s1, ModbusStation)
+    ret = s1.tags["secondary_return_temp"]
+    assert (ret.kind, ret.word_order, ret.unit) == ("input", "little", "K")
+    assert s1.tags["secondary_supply_temp"].unit == "°C"

@@ -103,7 +103,7 @@ async def test_enabled_control_without_a_writer_refuses(tmp_path: Path) -> None:
 
 
 async def test_operator_must_match_and_a_lost_link_fails_the_write(tmp_path: Path) -> None:
-    cfg = fast_config().model_copy(update={"alarms": {"control": {"enabled": True}}})
+    cfg = fast_config().with_sections(alarms={"control": {"enabled": True}})
     async with fleet(cfg, tmp_path) as (sim, daemon):
         await asyncio.wait_for(daemon.ready.wait(), 20)
         svc = daemon.alarms

@@ -106,18 +106,16 @@ def e2e_config(broker: Mosquitto, am: Alertmanager, window_s: float = 30.0) -> C
     """The example fleet at 0.5 s ticks, publishing to the broker, paging Alertmanager,
     control on (hs001 allow-lists circ_pump_running in config/stations.yaml)."""
     quick = {"off_delay_s": 0, "rearm_s": 0}
-    return fast_config().model_copy(
-        update={
-            "mqtt": {"port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 1},
-            "pager": {"alertmanager": {"url": am.url, "resend_interval_s": 5, "timeout_s": 2}},
-            "alarms": {
-                "control": {"enabled": True, "window_s": window_s, "readback_s": 10},
-                "tuning": {
-                    k: quick
-                    for k in ("secondary_pressure_drop", "station_power_loss", "station_comm_loss")
-                },
+    return fast_config().with_sections(
+        mqtt={"port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 1},
+        pager={"alertmanager": {"url": am.url, "resend_interval_s": 5, "timeout_s": 2}},
+        alarms={
+            "control": {"enabled": True, "window_s": window_s, "readback_s": 10},
+            "tuning": {
+                k: quick
+                for k in ("secondary_pressure_drop", "station_power_loss", "station_comm_loss")
             },
-        }
+        },
     )
 
 
@@ -436,7 +434,7 @@ def test_alarms_table_aligns_chinese_names_and_marks_overdue_steps() -> None:
 
 async def test_desk_exits_2_when_no_daemon_answers(tmp_path: Path) -> None:
     with start_mosquitto(tmp_path) as broker:
-        cfg = fast_config().model_copy(update={"mqtt": {"port": broker.port}})
+        cfg = fast_config().with_sections(mqtt={"port": broker.port})
         path = dump_config(cfg, tmp_path / "stations.yaml")
         rc, _out, err = await desk(
             "note",

@@ -177,15 +177,13 @@ async def test_broker_and_database_restarts_lose_no_transition_and_no_sample(
     await asyncio.to_thread(mq_cm.__enter__)
     watch: MqttWatch | None = None
     try:
-        cfg = base.model_copy(
-            update={
-                "historian": {
-                    "influxdb": {"url": vm.url, "token_env": None, "flush_interval_s": 0.2},
-                    "queue": {"retry_max_s": 0.5, "drain_rate": 50},
-                },
-                "mqtt": {"port": mq_port, "reconnect_min_s": 1, "reconnect_max_s": 1},
-                "alarms": {"tuning": tuning},
-            }
+        cfg = base.with_sections(
+            historian={
+                "influxdb": {"url": vm.url, "token_env": None, "flush_interval_s": 0.2},
+                "queue": {"retry_max_s": 0.5, "drain_rate": 50},
+            },
+            mqtt={"port": mq_port, "reconnect_min_s": 1, "reconnect_max_s": 1},
+            alarms={"tuning": tuning},
         )
         watch = MqttWatch(mq_port, prefix, "screen-restarts", clean=False)
         await wait_for(watch.subscribed.is_set, 10)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.decode import _TYPES, is_bit_tag
+from drivers.decode import is_bit_tag
+from drivers.registers import REGISTER_TYPES
 from stationd import signals
 from stationd.config import ModbusStation, ModbusTag, load_config
 from tests.servers import free_port
@@ -37,8 +38,8 @@ def sample_values(tag: ModbusTag, rng: np.random.Generator, n: int = 400) -> np.
     if is_bit_tag(tag) or tag.bit is not None:
         base = rng.choice([0.0, 1.0, 0.49, 0.51, 0.5, 2.0, -1.0, 1.0 + 1e-9], size=n)
         raw_lo, raw_hi = 0.0, 1.0
-    elif _TYPES[tag.type].integer:
-        raw_lo, raw_hi = _TYPES[tag.type].lo, _TYPES[tag.type].hi
+    elif REGISTER_TYPES[tag.type].integer:
+        raw_lo, raw_hi = REGISTER_TYPES[tag.type].lo, REGISTER_TYPES[tag.type].hi
         raw = rng.uniform(raw_lo, raw_hi, size=n)
         raw[: n // 4] = rng.uniform(-1000, 1000, size=n // 4)  # near zero: typical readings
         base = raw * tag.scale + tag.offset

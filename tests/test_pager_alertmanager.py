@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from alarms.pager import Pager
-from alarms.pager_alertmanager import AlertmanagerAdapter
-from alarms.pager_config import AlertmanagerConfig
-from alarms.pager_delivery import DeliveryCounters
+from alarms.pager.alertmanager import AlertmanagerAdapter
+from alarms.pager.config import AlertmanagerConfig
+from alarms.pager.delivery import DeliveryCounters
+from alarms.pager.fanout import Pager
 from tests.pager_fixtures import pager_event, wait_until
 from tests.servers import Alertmanager, free_port, start_alertmanager
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from alarms.pager import Pager
-from alarms.pager_alertmanager import alert_labels
-from alarms.pager_config import PagerConfig
-from alarms.pager_pagerduty import pagerduty_event
+from alarms.pager.alertmanager import alert_labels
+from alarms.pager.config import PagerConfig
+from alarms.pager.fanout import Pager
+from alarms.pager.pagerduty import pagerduty_event
 from tests.pager_fixtures import ROUTING_KEY, pager_event, validator
 
 EXAMPLE = """

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from alarms.pager import Pager
-from alarms.pager_delivery import DeliveryCounters
+from alarms.pager.delivery import DeliveryCounters
+from alarms.pager.fanout import Pager
 from tests.pager_fixtures import (
     ROUTING_KEY,
     HangingServer,
@@ -236,7 +236,7 @@ def test_pager_without_adapters_accepts_events() -> None:
 
 
 def test_webhook_body_is_plain_json_of_the_event() -> None:
-    from alarms.pager_webhook import webhook_body
+    from alarms.pager.webhook import webhook_body
 
     body = webhook_body(pager_event("resolve", ends_at=1795424460.5))
     assert body["ends_at_rfc3339"] == "2026-11-23T09:01:00.500Z"
@@ -246,7 +246,7 @@ def test_webhook_body_is_plain_json_of_the_event() -> None:
 async def test_counters_are_exposed_as_prometheus_metrics(pd: Receiver) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from alarms.pager_metrics import register_pager_metrics
+    from alarms.pager.metrics import register_pager_metrics
 
     registry = CollectorRegistry()
     pd.script = [500]
@@ -263,7 +263,7 @@ async def test_counters_are_exposed_as_prometheus_metrics(pd: Receiver) -> None:
 
 
 def test_webhook_body_has_every_field_of_the_event() -> None:
-    from alarms.pager_webhook import webhook_body
+    from alarms.pager.webhook import webhook_body
 
     event = pager_event(details={"a": [1, 2]}, stations=("hs001",))
     body = webhook_body(event)
@@ -271,7 +271,7 @@ def test_webhook_body_has_every_field_of_the_event() -> None:
 
 
 async def test_rate_limit_holds_requests_to_the_sliding_window() -> None:
-    from alarms.pager_delivery import RateLimit
+    from alarms.pager.delivery import RateLimit
 
     loop = asyncio.get_running_loop()
     limit = RateLimit(2, window_s=0.3)

@@ -59,14 +59,10 @@ async def test_two_shards_and_a_replica_pair_poll_store_and_page_once(tmp_path: 
         start_victoria_metrics(tmp_path) as vm,
         start_alertmanager(tmp_path) as am,
     ):
-        cfg = full.model_copy(
-            update={
-                "historian": {
-                    "influxdb": {"url": vm.url, "token_env": None, "flush_interval_s": 0.2}
-                },
-                "pager": {"alertmanager": {"url": am.url, "resend_interval_s": 30, "timeout_s": 2}},
-                "http": {"enabled": False},
-            }
+        cfg = full.with_sections(
+            historian={"influxdb": {"url": vm.url, "token_env": None, "flush_interval_s": 0.2}},
+            pager={"alertmanager": {"url": am.url, "resend_interval_s": 30, "timeout_s": 2}},
+            http={"enabled": False},
         )
         async with Simulator(full, update_interval=3600) as sim:
             updater = asyncio.create_task(_mid_tick_updates(sim))

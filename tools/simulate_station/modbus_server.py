@@ -45,7 +45,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.decode import _TYPES, decode_registers, encode_registers, is_bit_tag
+from drivers.decode import decode_registers, encode_registers, is_bit_tag
+from drivers.registers import REGISTER_TYPES
 from stationd import signals
 from stationd.config import ModbusStation, ModbusTag
 from tools.simulate_station.plant import CONTROL_POINTS
@@ -99,7 +100,7 @@ def encode_column(tag: ModbusTag, values: np.ndarray) -> np.ndarray:
     registers as on the wire (coils/discretes: [n, 1] of 0/1; `bit:` tags: the register
     with only that bit set, or 0)."""
     v = np.asarray(values, dtype=np.float64)
-    spec = _TYPES[tag.type]
+    spec = REGISTER_TYPES[tag.type]
     with np.errstate(invalid="ignore", over="ignore"):
         raw = (v - tag.offset) / tag.scale
         if is_bit_tag(tag) or tag.bit is not None:

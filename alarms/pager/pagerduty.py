@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 from alarms.model import PagerEvent
-from alarms.pager_config import PagerDutyConfig
-from alarms.pager_delivery import HttpSink, RateLimit, RetryPolicy, rfc3339
-from alarms.pager_resolved import ResolvedIncidents
+from alarms.pager.config import PagerDutyConfig
+from alarms.pager.delivery import HttpSink, RateLimit, RetryPolicy, rfc3339
+from alarms.pager.resolved import ResolvedIncidents
 
 log = logging.getLogger(__name__)
 

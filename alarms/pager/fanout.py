@@ -15,11 +15,11 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from alarms.model import PagerEvent
-from alarms.pager_alertmanager import AlertmanagerAdapter
-from alarms.pager_config import PagerConfig
-from alarms.pager_delivery import DeliveryCounters, HttpSink
-from alarms.pager_pagerduty import PagerDutyAdapter
-from alarms.pager_webhook import WebhookAdapter
+from alarms.pager.alertmanager import AlertmanagerAdapter
+from alarms.pager.config import PagerConfig
+from alarms.pager.delivery import DeliveryCounters, HttpSink
+from alarms.pager.pagerduty import PagerDutyAdapter
+from alarms.pager.webhook import WebhookAdapter
 
 log = logging.getLogger(__name__)
 

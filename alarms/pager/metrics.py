@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alarms.pager import Pager
+from alarms.pager.fanout import Pager
 
 
 class PagerCollector(Collector):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from alarms.model import PagerEvent
-from alarms.pager_config import WebhookConfig
-from alarms.pager_delivery import HttpSink, RetryPolicy, rfc3339
+from alarms.pager.config import WebhookConfig
+from alarms.pager.delivery import HttpSink, RetryPolicy, rfc3339
 
 SCHEMA = "stationd.pager.webhook/1"
 

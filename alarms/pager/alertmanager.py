@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alarms.model import PagerEvent
-from alarms.pager_config import AlertmanagerConfig
-from alarms.pager_delivery import HttpSink, RetryPolicy, cancel_and_wait, rfc3339
-from alarms.pager_resolved import ResolvedIncidents
+from alarms.pager.config import AlertmanagerConfig
+from alarms.pager.delivery import HttpSink, RetryPolicy, cancel_and_wait, rfc3339
+from alarms.pager.resolved import ResolvedIncidents
 
 log = logging.getLogger(__name__)
 
