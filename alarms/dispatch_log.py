@@ -17,14 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from alarms.files import LOG_FILE
 from alarms.sqlite_wal import WalDb
 
 EntryKind = Literal[
     "transition", "command", "step", "escalation", "note", "field_reading", "daemon", "control"
 ]
-
-#: file name under the daemon's state dir
-LOG_FILE = "dispatch_log.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -163,7 +161,7 @@ class DispatchLog(WalDb):
 
 
 def query_log(
-    state_dir: Path,
+    alarm_dir: Path,
     since: float | None = None,
     until: float | None = None,
     station: str | None = None,
@@ -171,9 +169,10 @@ def query_log(
     kinds: Sequence[str] | None = None,
     limit: int = 1000,
 ) -> list[LogEntry]:
-    """For `stationd log`: read the dispatch log under a state dir (safe while the daemon
-    runs: WAL lets a reader in beside the writer)."""
-    path = Path(state_dir) / LOG_FILE
+    """For `stationd log`, `kpi` and the report: read the dispatch log in `alarm_dir`
+    (alarms/files.py `alarm_dir()` finds it for a state dir). Safe while the daemon runs:
+    WAL lets a reader in beside the writer."""
+    path = Path(alarm_dir) / LOG_FILE
     if not path.exists():
         raise FileNotFoundError(
             f"no dispatch log at {path} (has the daemon run with this state dir?)"

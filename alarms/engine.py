@@ -7,8 +7,12 @@ suppressed (by design, alarms/suppression.py). On/off delays and the re-arm dead
 from alarms/tuning.py. Each activation opens an incident whose id is a hash of
 (site, alarm id, onset tick) so replica daemons agree on it.
 
-The engine does no I/O and reads no clock: time is passed in. Persistence is
-`snapshot()` / `restore()`; alarms/service.py does the disk and the fan-out.
+The engine is the one place that decides when an alarm raises and clears: the daemon's
+finding log and its tick listeners follow its transitions, and the offline finding stream
+(stationd/finding_stream.py, for replay and evaluation) runs this same engine with its
+own delays. The engine does no I/O and reads no clock: time is passed in. Persistence is
+`snapshot()` / `restore()`; the alarm service's stages (alarms/stages.py) do the disk and
+the fan-out.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from alarms.model import PRIORITY, AlarmState, Cause, Transition
-from alarms.suppression import explained_by
+from alarms.suppression import Suppression, explained_by
 from alarms.tuning import AlarmTuning, merge_tuning
 from stationd.findings import FINDING_KINDS, SEVERITY_RANK, Finding
 
@@ -104,9 +108,13 @@ class AlarmEngine:
         site: str,
         tuning: Mapping[str, AlarmTuning | Mapping[str, float]] | None = None,
         severity_floor: Mapping[str, str] | None = None,
+        suppression: Suppression | None = explained_by,
     ) -> None:
         self.site = site
         self.tuning = merge_tuning(tuning)
+        # the suppression-by-design rules (alarms/suppression.py); None: nothing is
+        # suppressed (an offline stream of detector edges, stationd/finding_stream.py)
+        self.suppression = suppression
         # a playbook's severity is the least an alarm of its kind is raised with
         self.severity_floor = dict(severity_floor or {})
         self.records: dict[str, AlarmRecord] = {}
@@ -159,8 +167,9 @@ class AlarmEngine:
             if r.state is not S.NORMAL or r.pending_since is not None
         }
         suppress: dict[str, str] = {}
-        for f in current.values():
-            suppress.update(explained_by(f, known))
+        if self.suppression is not None:
+            for f in current.values():
+                suppress.update(self.suppression(f, known))
 
         for alarm_id in sorted(known):
             f = current.get(alarm_id)

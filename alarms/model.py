@@ -26,6 +26,44 @@ class AlarmState(StrEnum):
     SUPPRESSED = "suppressed"  # suppressed by design: another alarm explains it
 
 
+@dataclass(frozen=True, slots=True)
+class StateName:
+    zh: str
+    en: str
+    #: the number the historian's `alarm` measurement carries (VictoriaMetrics stores no
+    #: strings; the Grafana alarm timeline maps the numbers back to these names)
+    code: int
+
+
+#: the one table of state names: MQTT documents, the dispatch log, the daily report, the
+#: historian's codes and the Grafana alarm timeline all read it (tests hold them to it)
+STATE_NAMES: dict[AlarmState, StateName] = {
+    AlarmState.NORMAL: StateName("正常", "normal", 0),
+    AlarmState.UNACK: StateName("报警未确认", "unacknowledged", 1),
+    AlarmState.ACKED: StateName("报警已确认", "acknowledged", 2),
+    AlarmState.RTN_UNACK: StateName("已恢复未确认", "returned, unacknowledged", 3),
+    AlarmState.SHELVED: StateName("已搁置", "shelved", 4),
+    AlarmState.SUPPRESSED: StateName("已抑制", "suppressed", 5),
+}
+assert set(STATE_NAMES) == set(AlarmState), "every state needs its names"
+
+
+def state_zh(state: str) -> str:
+    """The Chinese name of a state given by its value ('unack'); unknown text as it is."""
+    try:
+        return STATE_NAMES[AlarmState(state)].zh
+    except ValueError:
+        return state
+
+
+def state_code(state: str) -> int:
+    """The historian code of a state given by its value; -1 for anything else."""
+    try:
+        return STATE_NAMES[AlarmState(state)].code
+    except ValueError:
+        return -1
+
+
 #: states in which the alarm's condition is present and an operator should see it
 ACTIVE_STATES: frozenset[AlarmState] = frozenset({AlarmState.UNACK, AlarmState.ACKED})
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from alarms import commands as cmds
 from alarms.control import ControlDesk, ControlWriter, FrameView, Selection
-from alarms.dispatch_log import LOG_FILE, DispatchLog, LogEntry
+from alarms.dispatch_log import DispatchLog, LogEntry
 from alarms.engine import AlarmEngine, AlarmRecord, CommandError
+from alarms.files import LOG_FILE, OUTBOX_FILE, STATE_FILE
 from alarms.instances import PlaybookInstance, StepError
 from alarms.model import (
     ESCALATED,
@@ -32,11 +33,12 @@ from alarms.model import (
     PagerHook,
     Transition,
     TransitionHook,
+    state_zh,
 )
 from alarms.mqtt import MqttBridge
 from alarms.playbooks import PlaybookLibrary, load_playbooks
 from alarms.settings import ControlSettings, MqttSettings, SiteConfig, StationFacts
-from alarms.store import STATE_FILE, StateStore
+from alarms.store import StateStore
 from alarms.tuning import AlarmTuning
 from stationd.findings import Finding
 from stationd.signals import BY_NAME
@@ -45,15 +47,6 @@ log = logging.getLogger(__name__)
 S = AlarmState
 ALARM_SCHEMA = "stationd.alarm/1"
 EVENT_SCHEMA = "stationd.event/1"
-
-_STATE_ZH = {
-    "normal": "正常",
-    "unack": "报警未确认",
-    "acked": "报警已确认",
-    "rtn_unack": "已恢复未确认",
-    "shelved": "已搁置",
-    "suppressed": "已抑制",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +164,19 @@ class AlarmService:
         info = self.stations.get(station)
         return frozenset(info.control_allow) if info is not None else frozenset()
 
+    def update_fleet(
+        self, stations: Iterable[StationInfo], playbooks: PlaybookLibrary | None = None
+    ) -> None:
+        """A config reload: the new fleet's stations, and new playbooks when they changed."""
+        self.stations = {s.id: s for s in stations}
+        if playbooks is not None:
+            self.playbooks = playbooks
+            self.engine.severity_floor = playbooks.severity_floor()
+
+    def active_count(self) -> int:
+        """Alarms not normal."""
+        return len(self.engine.active())
+
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +191,7 @@ class AlarmService:
             self.bridge = MqttBridge(
                 self.mqtt_settings,
                 self.site,
-                self.state_dir / "mqtt_outbox.sqlite",
+                self.state_dir / OUTBOX_FILE,
                 on_command=self.command,
             )
             await self.bridge.start()
@@ -258,7 +264,7 @@ class AlarmService:
             "alarm_id": rec.alarm_id,
             "incident_id": rec.incident_id,
             "state": str(rec.state),
-            "state_zh": _STATE_ZH[str(rec.state)],
+            "state_zh": state_zh(rec.state),
             "kind": rec.kind,
             "subject": rec.subject,
             "station": rec.station,
@@ -496,7 +502,7 @@ class AlarmService:
             alarm_id=t.alarm_id,
             incident_id=t.incident_id,
             operator=t.operator,
-            text_zh=f"{name} {t.kind}：{_STATE_ZH[str(t.from_state)]} → {_STATE_ZH[str(t.to_state)]}（{t.cause}）{t.message_zh}",
+            text_zh=f"{name} {t.kind}：{state_zh(t.from_state)} → {state_zh(t.to_state)}（{t.cause}）{t.message_zh}",
             text_en=f"{t.subject} {t.kind}: {t.from_state} -> {t.to_state} ({t.cause}) {t.message_en}",
             data=t.to_dict(),
         )

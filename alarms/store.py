@@ -9,14 +9,13 @@ pager hooks, so a restart delivers what was missed and never re-pages what was s
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alarms.files import STATE_FILE
 from alarms.sqlite_wal import WalDb
-
-#: file name under the daemon's state dir
-STATE_FILE = "alarms.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (alarm_id TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -97,9 +96,9 @@ class StateStore(WalDb):
             return self._db.execute("SELECT count(*) FROM pages").fetchone()[0]
 
 
-def read_alarms(state_dir: Path) -> list[dict[str, Any]]:
+def read_alarms(alarm_dir: Path) -> list[dict[str, Any]]:
     """For the CLI: alarm records not normal, as last saved by the daemon."""
-    path = Path(state_dir) / STATE_FILE
+    path = Path(alarm_dir) / STATE_FILE
     if not path.exists():
         return []
     store = StateStore(path)
@@ -108,3 +107,16 @@ def read_alarms(state_dir: Path) -> list[dict[str, Any]]:
     finally:
         store.close()
     return [a for a in alarms if a["state"] != "normal"]
+
+
+def read_playbook_instances(alarm_dir: Path) -> list[dict[str, Any]]:
+    """Every playbook instance, open and closed, as last saved (PlaybookInstance.to_dict
+    documents); [] without a state file. Opened read-only: safe beside the daemon."""
+    path = Path(alarm_dir) / STATE_FILE
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [json.loads(r[0]) for r in db.execute("SELECT data FROM instances")]
+    finally:
+        db.close()

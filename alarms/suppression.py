@@ -8,9 +8,12 @@ dispatch room can read them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from stationd.findings import Finding
+
+#: a set of suppression rules: (active finding, alarm ids known) -> {explained id: by id}
+Suppression = Callable[[Finding, Iterable[str]], dict[str, str]]
 
 #: per-station consequences of a station losing its power supply
 POWER_LOSS_EXPLAINS: tuple[str, ...] = (

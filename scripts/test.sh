@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
 # (Python packages into .venv; mosquitto, victoria-metrics, prometheus-alertmanager and
-# systemd's analyzer with apt-get when missing), lints, then runs pytest.
+# systemd's analyzer with apt-get when missing), lints, checks the import contracts
+# (import-linter), then runs pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -11,6 +12,8 @@ apt_install mosquitto victoria-metrics prometheus-alertmanager systemd
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# the import direction and no circles (contracts in pyproject.toml)
+.venv/bin/lint-imports --no-cache
 
 set +e
 .venv/bin/python -m pytest -q --durations=15 "$@"

@@ -12,31 +12,31 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from alarms.kpi import kpi_fields
 from alarms.pager.fanout import Pager
 from alarms.pager.metrics import register_pager_metrics
-from alarms.service import AlarmService
+from alarms.service import AlarmService, StationInfo
 from drivers.factory import make_driver
+from stationd import state
 from stationd.config import AnyStation, Config, shard_of
 from stationd.derived import derived_fields
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
-from stationd.finding_stream import FindingChange, FindingStream, log_changes
+from stationd.finding_stream import FindingChange, changes_from, log_changes
 from stationd.findings import Finding
 from stationd.frame import FleetFrame
 from stationd.health import HealthServer
 from stationd.historian import Historian
-from stationd.kpi import kpi_fields
-from stationd.poller import Poller, StationSupervisor, TickReport
+from stationd.poller import Poller, PollStats, StationSupervisor, TickReport
 from stationd.reload import (
     ReloadError,
     ReloadPlan,
-    apply_plan,
     prepare_reload,
     remove_pid_file,
     write_pid_file,
@@ -61,13 +61,6 @@ def apply_shard(cfg: Config, shard: str | None) -> Config:
     return cfg.model_copy(update={"stations": mine})
 
 
-def default_state_dir() -> Path:
-    # systemd's StateDirectory= sets $STATE_DIRECTORY; by hand we use ./state.
-    import os
-
-    return Path(os.environ.get("STATE_DIRECTORY", "state"))
-
-
 class Daemon:
     """One site's (or shard's) stationd: poll, detect, and hand results to the sinks."""
 
@@ -80,13 +73,14 @@ class Daemon:
     ) -> None:
         self.shard = shard
         self.cfg = apply_shard(cfg, shard)
-        self.state_dir = state_dir or default_state_dir()
+        self.state_dir = state.resolve(state_dir, self.cfg.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ids = [s.id for s in self.cfg.stations]
         self.frame = FleetFrame(ids, self.cfg.defaults.window)
         self.static = FleetStatic.from_config(self.cfg)
         self.detector = Detector(self.static)
-        self.stream = FindingStream()
+        # findings as last seen, per alarm id: the finding log names what an alarm is about
+        self._seen: dict[str, Finding] = {}
         factory = driver_factory or (lambda st, c: make_driver(st, c.defaults))
         self.poller = Poller(self.cfg, self.frame, factory, on_tick=self._on_tick)  # type: ignore[arg-type]
         self.notifier = Notifier()
@@ -96,7 +90,7 @@ class Daemon:
         self.http_cfg = self.cfg.http
         self.health: HealthServer | None = None
         self.findings: list[Finding] = []
-        self.detect_seconds = float("nan")
+        self._detect_seconds = float("nan")
         self.ready = asyncio.Event()
         self.stop_event = asyncio.Event()
         # One registry for everything this daemon exports on /metrics.
@@ -110,7 +104,9 @@ class Daemon:
         )
         if self.cfg.mqtt is not None:
             self.cfg.mqtt.password()  # a missing password env var or file fails now, named
-        self.alarms = AlarmService.from_config(self.cfg, state_dir=self.state_dir / "alarms")
+        self.alarms = AlarmService.from_config(
+            self.cfg, state_dir=self.state_dir / state.ALARMS_SUBDIR
+        )
         self.alarms.set_control_writer(self.poller.write, lambda: self.frame)
         self.pager: Pager | None = None
         if self.cfg.pager is not None:
@@ -118,9 +114,10 @@ class Daemon:
             register_pager_metrics(self.pager, self.registry)
             self.alarms.pager_hooks.append(self.pager.notify)
         self.alarms.transition_hooks.append(self.historian.write_alarm)
-        self.reports = ReportScheduler(self.cfg, self.state_dir, self.state_dir / "reports")
+        self.reports = ReportScheduler(
+            self.cfg, self.state_dir, self.state_dir / state.REPORTS_SUBDIR
+        )
         self.gauge_sources.append(self._queue_gauges)
-        self._extra_names = [st.extras for st in self.cfg.stations]
         # SIGHUP: the reload task validates off the tick path, the tick handler swaps
         self.reloads = 0
         self.reload_failures = 0
@@ -134,16 +131,20 @@ class Daemon:
             self.detector = Detector(self.static)
         t0 = time.perf_counter()
         findings = self.detector.step(self.frame)
-        self.detect_seconds = time.perf_counter() - t0
-        changes = self.stream.update(tick, findings)
-        log_changes(changes)
+        self._detect_seconds = time.perf_counter() - t0
         self.findings = findings
-        self.historian.write_tick(tick, self.frame.latest(), self._extras(report))
+        self._seen.update((f.alarm_id, f) for f in findings)
+        # extras go as read, one array per station in its read order: no names per tick
+        self.historian.write_tick(tick, self.frame.latest(), report.extras)
         self.historian.write_derived(tick, derived_fields(self.detector, self.static, self.frame))
+        transitions = []
         try:
-            await self.alarms.on_tick(tick, findings)
+            transitions = await self.alarms.on_tick(tick, findings)
         except Exception:  # the alarm side must not stop polling; its state is on disk
             log.exception("alarm service failed on tick %.0f", tick)
+        # raise/clear is the alarm engine's decision; the finding log follows it
+        changes = changes_from(transitions, self._seen)
+        log_changes(changes)
         for listener in self.listeners:
             try:
                 listener(tick, report, findings, changes)
@@ -157,8 +158,8 @@ class Daemon:
                 "stations_answering": report.answered,
                 "stations": report.stations,
                 "findings_active": len(findings),
-                "alarms_active": len(self.alarms.engine.active()),
-                "detect_seconds": self.detect_seconds,
+                "alarms_active": self.alarms.active_count(),
+                "detect_seconds": self._detect_seconds,
                 "late_results": self.poller.late,
                 "ticks_skipped": self.poller.clock.skipped,
                 "historian_queue_depth": self.historian.queue_depth,
@@ -172,22 +173,59 @@ class Daemon:
             plan, done = self._pending
             self._pending = None
             try:
-                done.set_result(apply_plan(self, plan))
-            except Exception as exc:  # nothing was swapped (see apply_plan): old fleet runs on
+                done.set_result(self.apply(plan))
+            except Exception as exc:  # nothing was swapped (see apply): old fleet runs on
                 done.set_exception(exc)
 
-    def _extras(self, report: TickReport) -> dict[int, dict[str, float]]:
-        return {
-            i: dict(zip(self._extra_names[i], map(float, vals), strict=True))
-            for i, vals in report.extras.items()
-        }
+    def apply(self, plan: ReloadPlan) -> list[StationSupervisor]:
+        """Swap the fleet-shaped parts to a reload plan (between ticks, on the loop).
+
+        Each part takes the new fleet through its own public method; the plan was built
+        and validated off the loop (stationd/reload.py), so this is only a swap of
+        references. Returns the retired supervisors; the caller closes their drivers off
+        the tick path."""
+        cfg, diff = plan.cfg, plan.diff
+        frame = self.frame.reshaped([s.id for s in cfg.stations], keep=frozenset(diff.unchanged))
+        retired = self.poller.reconfigure(cfg, frame, restart=set(diff.changed))
+        self.frame = frame
+        self.static = plan.static
+        self.detector = plan.detector
+        self.historian.encoder = plan.encoder
+        self.alarms.update_fleet(
+            [StationInfo.of(s) for s in cfg.stations],
+            plan.playbooks if plan.playbooks_changed else None,
+        )
+        self.reports.update_config(cfg)  # the next daily report covers the new fleet
+        self.cfg = cfg
+        return retired
+
+    # -- what the health endpoint and the status line read (stationd.health.Observed) ----
+    @property
+    def site_id(self) -> str:
+        return self.cfg.site.id
+
+    @property
+    def tick_interval(self) -> float:
+        return self.cfg.defaults.interval
+
+    @property
+    def last_tick(self) -> float | None:
+        return self.frame.now if self.frame.count else None
+
+    @property
+    def detect_seconds(self) -> float:
+        """Time of the last detection pass (NaN before the first)."""
+        return self._detect_seconds
+
+    @property
+    def active_findings(self) -> Sequence[Finding]:
+        return self.findings
+
+    def poll_stats(self) -> PollStats:
+        return self.poller.stats()
 
     def _queue_gauges(self) -> Iterable[tuple[str, float, str]]:
-        yield (
-            "stationd_alarms_active",
-            float(len(self.alarms.engine.active())),
-            "Alarms not normal",
-        )
+        yield ("stationd_alarms_active", float(self.alarms.active_count()), "Alarms not normal")
 
     def _reload_gauges(self) -> Iterable[tuple[str, float, str]]:
         yield ("stationd_config_reloads", float(self.reloads), "Config reloads applied")
@@ -251,7 +289,7 @@ class Daemon:
         """Every hour, the last 24 h of alarm-system KPIs into the `daemon` measurement."""
         while True:
             try:
-                fields = await asyncio.to_thread(kpi_fields, self.state_dir / "alarms")
+                fields = await asyncio.to_thread(kpi_fields, self.state_dir / state.ALARMS_SUBDIR)
                 self.historian.write_daemon(fields)
             except Exception:  # KPIs are advisory: a failure is logged, the loop goes on
                 log.exception("alarm KPI computation failed")

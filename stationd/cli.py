@@ -6,14 +6,21 @@ import argparse
 import asyncio
 import logging
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
+from alarms.kpi import add_kpi_parser
+from stationd import state
 from stationd.config import ConfigError, load_config, summary
 from stationd.dispatch_cli import add_dispatch_parsers
-from stationd.kpi import add_kpi_parser
 from stationd.report import add_report_parser
 
 DEFAULT_CONFIG = Path("config/stations.yaml")
+STATE_DIR_HELP = (
+    "the daemon's state dir (default: the config's state_dir:, else $STATE_DIRECTORY, "
+    "else ./state; see stationd/state.py)"
+)
 
 
 def _setup_logging(level: str) -> None:
@@ -55,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     from stationd.reload import ReloadError, send_reload
 
-    state_dir = args.state_dir or _default_state_dir()
+    state_dir = state.resolve(args.state_dir)
     try:
         pid = send_reload(state_dir)
     except ReloadError as exc:
@@ -63,30 +70,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return 1
     print(f"sent SIGHUP to stationd pid {pid}; the result is in its log (journalctl -u stationd)")
     return 0
-
-
-def _default_state_dir() -> Path:
-    # Under systemd the daemon's state dir is /var/lib/stationd; by hand it is ./state.
-    import os
-
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"])
-    unit = Path("/var/lib/stationd")
-    return unit if (unit / "stationd.pid").exists() else Path("state")
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from stationd.demo import run_demo
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return 2
-    return asyncio.run(
-        run_demo(cfg, speed=args.speed, duration=args.duration, state_dir=args.state_dir)
-    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -111,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from stationd.historian import export_main
 
-    db = args.db or (args.state_dir / "history.db")
+    db = args.db or (state.resolve(args.state_dir) / "history.db")
     return export_main(db, args.t_from, args.t_to, args.format, args.output)
 
 
@@ -129,22 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the daemon in the foreground")
     r.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    r.add_argument("--state-dir", type=Path, default=None, help="state (queues, alarms, history)")
+    r.add_argument("--state-dir", type=Path, default=None, help=STATE_DIR_HELP)
     r.add_argument("--shard", default=None, help="k/n: poll only this shard of the fleet")
     r.set_defaults(func=cmd_run)
 
     rl = sub.add_parser(
         "reload", help="reload stations.yaml and playbooks in the running daemon (SIGHUP)"
     )
-    rl.add_argument("--state-dir", type=Path, default=None, help="where stationd.pid is")
+    rl.add_argument("--state-dir", type=Path, default=None, help=STATE_DIR_HELP)
     rl.set_defaults(func=cmd_reload)
-
-    d = sub.add_parser("demo", help="simulated fleet + daemon, live view in the terminal")
-    d.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    d.add_argument("--speed", type=float, default=1.0, help="plant time runs this much faster")
-    d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    d.add_argument("--state-dir", type=Path, default=None)
-    d.set_defaults(func=cmd_demo)
 
     rp = sub.add_parser(
         "replay", help="run the detectors over recorded data (CSV or line protocol) at full speed"
@@ -174,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("export", help="export history from the embedded store (lp or csv)")
-    ex.add_argument("--state-dir", type=Path, default=Path("state"))
+    ex.add_argument("--state-dir", type=Path, default=None, help=STATE_DIR_HELP)
     ex.add_argument(
         "--db", type=Path, default=None, help="history.db (default: STATE_DIR/history.db)"
     )
@@ -187,7 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_kpi_parser(sub)
     add_report_parser(sub)
     add_dispatch_parsers(sub)
+    _add_plugin_commands(sub)
     return p
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Subcommands that live above the daemon (tools/: `demo`) register themselves as
+    `stationd.commands` entry points (pyproject.toml): the CLI offers them without the
+    daemon's code importing them."""
+    for ep in sorted(entry_points(group="stationd.commands"), key=lambda e: e.name):
+        try:
+            add = ep.load()
+        except ImportError as exc:  # a tool whose dependencies are not installed
+            logging.getLogger(__name__).debug("stationd %s unavailable: %s", ep.name, exc)
+            continue
+        add(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Derived per-station values for the historian's `derived` measurement.
 
 The detectors already keep the rolling figures an operator wants to chart (loss rate,
-flow allocation, curve deviation); this module names them as the dashboards expect and
+flow allocation, curve deviation) and hand them out through `Detector.derived()`; this
+module names them as the dashboards expect (never reading a detector's internals) and
 adds heat power, which needs no state: P [kW] = flow [m³/h] x ΔT [K] x 4.186 / 3.6, and
 `indoor_at_standard` (1/0 each tick the station's room sensor reads; NaN, so not written,
 when it does not), whose `avg_over_time` in Grafana is the share of time at the standard
@@ -30,7 +31,8 @@ def derived_fields(
     detector: Detector, static: FleetStatic, frame: FleetFrame
 ) -> dict[str, np.ndarray]:
     latest = frame.latest()
-    rate = detector.makeup.rate
+    found = detector.derived()
+    rate = found["loss_rate_pct"] / 100.0
     with np.errstate(invalid="ignore"):
         heat = (
             latest[:, _FLOW].astype(np.float64) * (latest[:, _TS] - latest[:, _TR]) * KW_PER_M3H_K
@@ -46,8 +48,8 @@ def derived_fields(
         return {
             "loss_ratio": rate,
             "loss_vs_allowance": rate / static.th.makeup_allowance_ratio,
-            "expected_flow_ratio": detector.flow.ratio,
-            "curve_deviation_c": detector.curve.deviation,
+            "expected_flow_ratio": found["expected_flow_ratio"],
+            "curve_deviation_c": found["curve_deviation_c"],
             "heat_power_kw": heat,
             "indoor_at_standard": at_standard,
         }

@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stationd import state
+
 if TYPE_CHECKING:
     from alarms.mqtt import MqttSettings
 
@@ -316,17 +318,13 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _log_dir(state_dir: Path) -> Path:
-    # the daemon keeps the alarm side under <state_dir>/alarms
-    return state_dir / "alarms" if (state_dir / "alarms").is_dir() else state_dir
-
-
 def cmd_log(args: argparse.Namespace) -> int:
     from alarms.dispatch_log import query_log
+    from alarms.files import alarm_dir
 
     try:
         entries = query_log(
-            _log_dir(args.state_dir),
+            alarm_dir(state.resolve(args.state_dir)),
             since=args.since,
             until=args.until,
             station=args.station,
@@ -458,8 +456,8 @@ def add_dispatch_parsers(sub: Any) -> None:
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(os.environ.get("STATE_DIRECTORY", "state")),
-        help="the daemon's state dir (default $STATE_DIRECTORY or ./state)",
+        default=None,
+        help="the daemon's state dir (default: $STATE_DIRECTORY, else ./state; see stationd/state.py)",
     )
     p.add_argument("--from", dest="since", type=_parse_time, default=None)
     p.add_argument("--to", dest="until", type=_parse_time, default=None)

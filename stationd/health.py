@@ -1,38 +1,68 @@
 """/metrics (Prometheus text), /healthz and /readyz on a local port.
 
-The metrics are read from the poller's and detector's own arrays at scrape time by a
-custom collector, so the tick path pays nothing for them. Binds to loopback by default.
+The metrics are read at scrape time by a custom collector through the daemon's public
+accessors (`Observed`: the poller's `PollStats`, the active findings, the gauges other
+parts register), so the tick path pays nothing for them. Binds to loopback by default
+(`http:` in stationd.config).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from stationd.app import Daemon
+from stationd.findings import Finding
+from stationd.poller import PollStats
 
 log = logging.getLogger(__name__)
 
 
+class Observed(Protocol):
+    """What the health endpoint reads of the daemon (stationd.app.Daemon fits), all
+    through public accessors."""
+
+    ready: asyncio.Event
+
+    @property
+    def site_id(self) -> str: ...
+
+    @property
+    def tick_interval(self) -> float: ...
+
+    @property
+    def last_tick(self) -> float | None:
+        """Wall time of the newest committed tick; None before the first."""
+        ...
+
+    @property
+    def detect_seconds(self) -> float: ...
+
+    @property
+    def active_findings(self) -> Sequence[Finding]: ...
+
+    def poll_stats(self) -> PollStats: ...
+
+    def extra_gauges(self) -> Iterable[tuple[str, float, str]]: ...
+
+
 class DaemonCollector(Collector):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Observed) -> None:
         self.d = daemon
 
     def collect(self) -> Iterable[Any]:
         d = self.d
-        p = d.poller
-        site = d.cfg.site.id
-        ids = [s.station.id for s in p.supervisors]
+        p = d.poll_stats()
+        site = d.site_id
         lat = GaugeMetricFamily(
             "stationd_poll_latency_seconds",
             "Last read latency per station",
@@ -59,33 +89,29 @@ class DaemonCollector(Collector):
         fail = CounterMetricFamily(
             "stationd_read_failures", "Failed reads per station", labels=["site", "station"]
         )
-        latest = d.frame.latest()
-        for i, sid in enumerate(ids):
-            v = float(p.latency[i])
+        for i, sid in enumerate(p.station_ids):
+            v = float(p.latency_s[i])
             if not math.isnan(v):
                 lat.add_metric([site, sid], v)
-            miss.add_metric([site, sid], float(d.frame.consecutive_misses[i]))
-            up.add_metric(
-                [site, sid], 1.0 if d.frame.consecutive_misses[i] == 0 and d.frame.count else 0.0
-            )
-            cols = p.supervisors[i].frame_cols
-            if len(cols):
-                row = latest[i, cols]
-                good.add_metric([site, sid], float((row == row).sum()) / len(cols))
+            miss.add_metric([site, sid], float(p.consecutive_misses[i]))
+            up.add_metric([site, sid], 1.0 if p.up[i] else 0.0)
+            g = float(p.good_ratio[i])
+            if not math.isnan(g):
+                good.add_metric([site, sid], g)
             rec.add_metric([site, sid], float(p.reconnects[i]))
             fail.add_metric([site, sid], float(p.read_failures[i]))
         yield from (lat, miss, up, good, rec, fail)
-        yield CounterMetricFamily("stationd_ticks", "Ticks opened", value=float(p.clock.ticks))
+        yield CounterMetricFamily("stationd_ticks", "Ticks opened", value=float(p.ticks))
         yield CounterMetricFamily(
-            "stationd_ticks_skipped", "Ticks skipped (loop late)", value=float(p.clock.skipped)
+            "stationd_ticks_skipped", "Ticks skipped (loop late)", value=float(p.ticks_skipped)
         )
         yield CounterMetricFamily(
-            "stationd_clock_steps", "Backward wall-clock steps", value=float(p.clock.clock_steps)
+            "stationd_clock_steps", "Backward wall-clock steps", value=float(p.clock_steps)
         )
         yield CounterMetricFamily(
             "stationd_late_results",
             "Reads that arrived after their tick closed",
-            value=float(p.late),
+            value=float(p.late_results),
         )
         yield CounterMetricFamily(
             "stationd_handler_overruns",
@@ -99,7 +125,7 @@ class DaemonCollector(Collector):
         by_kind = GaugeMetricFamily(
             "stationd_findings_active", "Active findings by kind", labels=["site", "finding"]
         )
-        for kind, n in sorted(Counter(f.kind for f in d.findings).items()):
+        for kind, n in sorted(Counter(f.kind for f in d.active_findings).items()):
             by_kind.add_metric([site, kind], float(n))
         yield by_kind
         for name, value, help_ in d.extra_gauges():
@@ -109,7 +135,7 @@ class DaemonCollector(Collector):
 class HealthServer:
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: Observed,
         host: str = "127.0.0.1",
         port: int = 9810,
         registry: CollectorRegistry | None = None,
@@ -131,11 +157,12 @@ class HealthServer:
     async def _healthz(self, _req: web.Request) -> web.Response:
         # Alive = the tick loop committed a tick recently (a hung loop fails this).
         d = self.daemon
-        age = self.wall() - d.frame.now if d.frame.count else float("inf")
-        limit = 3 * d.cfg.defaults.interval + 5
-        if d.frame.count == 0 or age <= limit:
+        last = d.last_tick
+        age = float("inf") if last is None else self.wall() - last
+        limit = 3 * d.tick_interval + 5
+        if last is None or age <= limit:
             return web.json_response(
-                {"status": "ok", "last_tick_age_s": None if d.frame.count == 0 else round(age, 3)}
+                {"status": "ok", "last_tick_age_s": None if last is None else round(age, 3)}
             )
         return web.json_response(
             {"status": "stalled", "last_tick_age_s": round(age, 3)}, status=503

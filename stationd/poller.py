@@ -55,6 +55,25 @@ class TickReport:
     clock_stepped: bool = False  # the wall clock stepped back before this tick
 
 
+@dataclass(frozen=True, slots=True)
+class PollStats:
+    """The poller's figures at one moment, for /metrics: per station (in fleet order) and
+    for the tick loop. Read at scrape time; the tick path pays nothing for them."""
+
+    station_ids: tuple[str, ...]
+    latency_s: np.ndarray  # last read latency; NaN before the first read
+    consecutive_misses: np.ndarray  # ticks without a good sample
+    up: np.ndarray  # bool: answered the last tick
+    good_ratio: np.ndarray  # share of the station's canonical signals with good quality
+    reconnects: np.ndarray
+    read_failures: np.ndarray
+    ticks: int
+    ticks_skipped: int
+    clock_steps: int
+    late_results: int
+    handler_overruns: int
+
+
 class StationSupervisor:
     """Owns one station's driver: connect, read on each tick, back off on failure."""
 
@@ -330,6 +349,31 @@ class Poller:
         if sleeper.done() and not sleeper.cancelled() and sleeper.exception() is None:
             return sleeper.result()
         return False
+
+    def stats(self) -> PollStats:
+        """The poller's figures now (PollStats), for the health endpoint."""
+        frame = self.frame
+        latest = frame.latest()
+        misses = frame.consecutive_misses.copy()
+        good = np.full(len(self.supervisors), np.nan)
+        for i, sup in enumerate(self.supervisors):
+            if len(sup.frame_cols):
+                row = latest[i, sup.frame_cols]
+                good[i] = float((row == row).sum()) / len(sup.frame_cols)
+        return PollStats(
+            station_ids=tuple(s.station.id for s in self.supervisors),
+            latency_s=self.latency.copy(),
+            consecutive_misses=misses,
+            up=(misses == 0) & bool(frame.count),
+            good_ratio=good,
+            reconnects=self.reconnects.copy(),
+            read_failures=self.read_failures.copy(),
+            ticks=self.clock.ticks,
+            ticks_skipped=self.clock.skipped,
+            clock_steps=self.clock.clock_steps,
+            late_results=self.late,
+            handler_overruns=self.handler_overruns,
+        )
 
     async def write(self, station_id: str, signal: str, value: float) -> None:
         """Write one point through the station's own connection (control only)."""

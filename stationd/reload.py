@@ -2,7 +2,8 @@
 
 `prepare_reload` runs off the tick path: it loads and validates everything first and
 raises ReloadError (every problem as FILE:LINE) so a bad file never replaces a good one.
-`apply_plan` then swaps the daemon's parts between two ticks: stations kept unchanged keep
+`Daemon.apply(plan)` (stationd/app.py) then swaps the daemon's parts between two ticks,
+each through its own public method: stations kept unchanged keep
 their connection, counters and frame history; changed ones get a fresh supervisor (and
 an empty history: their tags may mean something else now); added ones start polling;
 removed ones stop. Sections the running parts were built from once (site, defaults,
@@ -21,18 +22,12 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alarms.playbooks import PlaybookError, PlaybookLibrary, load_playbooks
-from alarms.service import StationInfo
 from stationd.config import AnyStation, Config, ConfigError, load_config
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
 from stationd.historian.lineproto import FleetEncoder, StationTags
-
-if TYPE_CHECKING:
-    from stationd.app import Daemon
-    from stationd.poller import StationSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +87,11 @@ class ReloadPlan:
     diff: FleetDiff
     playbooks: PlaybookLibrary
     playbooks_changed: bool
-    warnings: list[str] = field(default_factory=list)
     # built with the plan, off the loop: applying is then only a swap of references
-    static: FleetStatic | None = None
-    detector: Detector | None = None
-    encoder: FleetEncoder | None = None
+    static: FleetStatic
+    detector: Detector
+    encoder: FleetEncoder
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_reload(
@@ -147,12 +142,12 @@ def prepare_reload(
         diff_stations(old.stations, mine.stations),
         playbooks,
         changed,
-        warnings,
         static=static,
         # Detectors' incremental state is per station row; it is rebuilt from the frame,
         # whose history the unchanged stations keep.
         detector=Detector(static),
         encoder=fleet_encoder(mine),
+        warnings=warnings,
     )
 
 
@@ -169,29 +164,6 @@ def fleet_encoder(cfg: Config) -> FleetEncoder:
             for s in cfg.stations
         ],
     )
-
-
-def apply_plan(daemon: Daemon, plan: ReloadPlan) -> list[StationSupervisor]:
-    """Swap the daemon's fleet-shaped parts to `plan` (between ticks, on the loop).
-
-    Returns the retired supervisors; the caller closes their drivers off the tick path."""
-    cfg, diff = plan.cfg, plan.diff
-    ids = [s.id for s in cfg.stations]
-    frame = daemon.frame.reshaped(ids, keep=frozenset(diff.unchanged))
-    retired = daemon.poller.reconfigure(cfg, frame, restart=set(diff.changed))
-    daemon.frame = frame
-    daemon.static = plan.static or FleetStatic.from_config(cfg)
-    daemon.detector = plan.detector or Detector(daemon.static)
-    daemon.historian.encoder = plan.encoder or fleet_encoder(cfg)
-    daemon._extra_names = [st.extras for st in cfg.stations]
-    alarms = daemon.alarms
-    alarms.stations = {s.id: StationInfo.of(s) for s in cfg.stations}
-    if plan.playbooks_changed:
-        alarms.playbooks = plan.playbooks
-        alarms.engine.severity_floor = plan.playbooks.severity_floor()
-    daemon.reports.cfg = cfg  # the next daily report covers the new fleet
-    daemon.cfg = cfg
-    return retired
 
 
 # --- pid file and `stationd reload` ------------------------------------------------------

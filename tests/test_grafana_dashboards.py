@@ -19,10 +19,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from alarms.kpi import KPI_FIELD_NAMES
 from stationd import signals
 from stationd.historian import Historian
 from stationd.historian.service import DERIVED_FIELDS
-from stationd.kpi import KPI_FIELD_NAMES
 from tests.servers import VictoriaMetrics, start_victoria_metrics, vm_wait_samples
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -154,3 +154,20 @@ def test_derived_named_arrays():
     assert rows[0].fields == {"expected_flow_ratio": 1.0, "loss_ratio": 0.0049}
     assert rows[1].fields == {"expected_flow_ratio": 1.0}
     assert (lines, n) == (3, 5)
+
+
+def test_extras_as_read_arrays_equal_the_named_extras():
+    # the poller hands a station's extras over as one array in its read order (no names
+    # per tick); the lines must be the same as for {name: value}
+    stations = [
+        StationTags("s0", "零号", "东线", (*signals.NAMES, "a_extra", "b_extra")),
+        StationTags("s1", "一号", "东线", signals.NAMES),
+        StationTags("s2", "二号", "西线", (*signals.NAMES, "b_extra")),
+    ]
+    enc = FleetEncoder("site1", stations)
+    v = np.full((3, signals.K), 1.5)
+    named = {0: {"a_extra": 2.25, "b_extra": -3.0}, 2: {"b_extra": 7.0}}
+    arrays = {0: np.array([2.25, -3.0]), 2: np.array([7.0])}
+    assert enc.station_tick(v, 1_700_000_000_000, arrays) == enc.station_tick(
+        v, 1_700_000_000_000, named
+    )

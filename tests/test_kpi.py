@@ -21,20 +21,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alarms.dispatch_log import LOG_FILE, DispatchLog, LogEntry
-from alarms.model import PRIORITY, Transition
-from alarms.playbooks import load_playbooks
-from alarms.service import AlarmService, StationInfo
-from alarms.tuning import merge_tuning
-from stationd.findings import SEVERITY_RANK, Finding
-from stationd.kpi import (
+from alarms.kpi import (
     KPI_FIELD_NAMES,
     add_kpi_parser,
     build_history,
     compute_kpis,
     kpi_fields,
 )
-from stationd.kpi.cli import parse_time
-from stationd.kpi.measures import (
+from alarms.kpi.cli import parse_time
+from alarms.kpi.measures import (
     ack_times,
     chattering_alarms,
     flood_periods,
@@ -43,7 +38,12 @@ from stationd.kpi.measures import (
     stale_alarms,
     step_timeliness,
 )
-from stationd.kpi.report import checks, render_text
+from alarms.kpi.report import checks, render_text
+from alarms.model import PRIORITY, Transition
+from alarms.playbooks import load_playbooks
+from alarms.service import AlarmService, StationInfo
+from alarms.tuning import merge_tuning
+from stationd.findings import SEVERITY_RANK, Finding
 from tests.servers import start_victoria_metrics, vm_wait_samples
 
 PLAYBOOKS = load_playbooks()
@@ -304,7 +304,7 @@ def test_kpi_command_reads_the_dispatch_log_and_prints_json(tmp_path, capsys):
     )
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "stationd.kpi/1"
+    assert doc["schema"] == "alarms.kpi/1"
     assert doc["alarms_total"] == 5 and doc["alarms_per_operator_hour"] == 5.0
     assert doc["chattering"][0]["alarm_id"] == "hs004/sensor_fault"
     chk = {c["key"]: c for c in doc["checks"]}

@@ -228,6 +228,15 @@ class FleetEncoder:
         #: columns of the station measurement: canonical signals, then every extra by name
         self.station_columns = signals.NAMES + tuple(sorted(extras))
         self.extra_index = {n: i for i, n in enumerate(self.station_columns)}
+        # per station: the columns of its extras, in its read order (StationTags.signals),
+        # so a tick's extras arrive as one array per station and land without a name lookup
+        self.extra_cols = [
+            np.array(
+                [self.extra_index[n] for n in (st.signals or ()) if n not in signals.INDEX],
+                dtype=np.intp,
+            )
+            for st in self.stations
+        ]
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
         self._prefixes: dict[str, list[str]] = {}
 
@@ -326,13 +335,15 @@ class FleetEncoder:
         self,
         values: np.ndarray,
         ts_ms: int,
-        extras: Mapping[int, Mapping[str, float]] | None = None,
+        extras: Mapping[int, Mapping[str, float] | np.ndarray] | None = None,
     ) -> tuple[bytes, int, int]:
         """The `station` measurement: canonical values [S, K] plus per-station extras.
 
-        Extras named in a station's StationTags.signals go through the compiled templates
-        (DEFAULT_DECIMALS places); any other extra name is still written, at full precision,
-        on the slower per-cell path.
+        A station's extras are either an array in the order of its extras in
+        StationTags.signals (what the poller reads: no names on the tick path) or a
+        {name: value} mapping. Extras the station maps go through the compiled templates
+        (DEFAULT_DECIMALS places); any other extra name is still written, at full
+        precision, on the slower per-cell path.
         """
         cols = self.station_columns
         if len(cols) == signals.K and not extras:
@@ -341,6 +352,9 @@ class FleetEncoder:
         full[:, : signals.K] = values
         loose: dict[int, dict[str, float]] = {}
         for i, fields in (extras or {}).items():
+            if isinstance(fields, np.ndarray):
+                full[i, self.extra_cols[i]] = fields
+                continue
             for name, x in fields.items():
                 j = self.extra_index.get(name)
                 if j is not None and j >= signals.K and self._maps(i, name):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from alarms.model import state_code
 from stationd.findings import SEVERITY_RANK
 from stationd.historian.config import HistorianConfig
 from stationd.historian.embedded import EmbeddedStore
@@ -33,18 +34,6 @@ from stationd.historian.lineproto import FleetEncoder, StationTags, encode_point
 from stationd.historian.queue import DiskQueue
 
 log = logging.getLogger(__name__)
-
-#: numeric code of each ISA-18.2 state (alarms.model.AlarmState values) for the `alarm`
-#: measurement's `state` field (VictoriaMetrics stores string fields as 0; dashboards map
-#: the codes back to names; the dispatch log keeps the text).
-STATE_CODES: dict[str, int] = {
-    "normal": 0,
-    "unack": 1,
-    "acked": 2,
-    "rtn_unack": 3,
-    "shelved": 4,
-    "suppressed": 5,
-}
 
 
 #: The `derived` fields the dashboards chart (config/grafana). write_derived() takes any
@@ -191,10 +180,11 @@ class Historian:
         self,
         tick_time: float,
         values: np.ndarray,
-        extras: Mapping[int, Mapping[str, float]] | None = None,
+        extras: Mapping[int, Mapping[str, float] | np.ndarray] | None = None,
     ) -> None:
         """Measurement `station`: values [S, K] (NaN = missing/bad, omitted) in the config's
-        station order; extras {station index: {name: value}}."""
+        station order; extras {station index: the station's extras as read (an array in
+        its signals' order), or {name: value}}."""
         payload, lines, fields = self.encoder.station_tick(values, ms(tick_time), extras)
         self._submit(payload, lines, fields)
 
@@ -226,7 +216,7 @@ class Historian:
             "incident": str(get("incident_id", "") or ""),
         }
         fields = {
-            "state": STATE_CODES.get(to_state, -1),
+            "state": state_code(to_state),
             "severity": SEVERITY_RANK.get(severity, -1),
             "value": get("value", None),
             "priority": get("priority", None),

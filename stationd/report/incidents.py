@@ -1,36 +1,25 @@
 """The alarms and incidents of a report period, with their playbook progress.
 
-Read from the alarm side's files under the daemon's state dir (`<state>/alarms/`, or the
-dir itself): the dispatch log (`alarms/dispatch_log.py`, every transition, step and
-escalation) and the alarm state store (`alarms/store.py`, the playbook instances with
-their step status). An incident is in the report when the log has an entry for it in the
+Read through the alarm side's reading API (`alarms/files.py` finds its files under the
+daemon's state dir): the dispatch log (`query_log`, every transition, step and
+escalation) and the playbook instances with their step status
+(`read_playbook_instances`). An incident is in the report when the log has an entry for it in the
 period, or its playbook was activated in the period, or it was still open at the end.
-Both files are opened read-side (WAL lets a reader in beside the running daemon); when
-neither exists the report says so instead of failing.
+Both are read beside the running daemon (WAL); when neither file exists the report says
+so instead of failing.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from alarms.dispatch_log import LOG_FILE, query_log
-from alarms.store import STATE_FILE
+from alarms.dispatch_log import query_log
+from alarms.files import LOG_FILE, STATE_FILE, alarm_dir
+from alarms.store import read_playbook_instances
 
 #: how many log entries a period may bring in (an alarm storm day is far below this)
 MAX_LOG_ENTRIES = 200_000
-
-STATE_ZH = {
-    "normal": "正常",
-    "unack": "未确认",
-    "acked": "已确认",
-    "rtn_unack": "已恢复未确认",
-    "shelved": "已搁置",
-    "suppressed": "已抑制",
-}
 
 
 @dataclass
@@ -71,28 +60,11 @@ class Incidents:
     where: str = ""
 
 
-def _alarm_dir(state_dir: Path) -> Path:
-    for d in (state_dir / "alarms", state_dir):
-        if (d / LOG_FILE).exists() or (d / STATE_FILE).exists():
-            return d
-    return state_dir / "alarms"
-
-
-def _instances(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [json.loads(r[0]) for r in db.execute("SELECT data FROM instances")]
-    finally:
-        db.close()
-
-
 def load_incidents(state_dir: str | Path | None, t0: float, t1: float) -> Incidents:
     """Incidents touching [t0, t1) (unix s), sorted by first appearance."""
     if state_dir is None:
         return Incidents([], False)
-    d = _alarm_dir(Path(state_dir))
+    d = alarm_dir(state_dir)
     have_log = (d / LOG_FILE).exists()
     have_state = (d / STATE_FILE).exists()
     if not (have_log or have_state):
@@ -129,7 +101,7 @@ def load_incidents(state_dir: str | Path | None, t0: float, t1: float) -> Incide
             elif e.kind == "escalation":
                 inc.escalations += 1
                 inc.severity = str(e.data.get("severity", inc.severity))
-    for pb in _instances(d / STATE_FILE):
+    for pb in read_playbook_instances(d):
         iid = str(pb.get("incident_id", ""))
         activated = float(pb.get("activated_at") or 0.0)
         still_open = bool(pb.get("incident_open")) and activated < t1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from stationd import state
 from stationd.report.build import build_report, write_report
 from stationd.report.data import open_source
 from stationd.report.period import SLOTS, Period, days, period_for
@@ -82,7 +83,6 @@ def _periods(args: argparse.Namespace, tz: ZoneInfo, now: float) -> list[Period]
 
 
 def report_main(args: argparse.Namespace) -> int:
-    from stationd.app import default_state_dir
     from stationd.config import ConfigError, load_config
 
     try:
@@ -90,8 +90,8 @@ def report_main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"stationd report: {e}", file=sys.stderr)
         return 2
-    state_dir = args.state_dir or cfg.state_dir or default_state_dir()
-    out_dir = args.out_dir or Path(state_dir) / "reports"
+    state_dir = state.resolve(args.state_dir, cfg.state_dir)
+    out_dir = args.out_dir or state_dir / state.REPORTS_SUBDIR
     tz = ZoneInfo(cfg.site.timezone)
     try:
         periods = _periods(args, tz, time.time())

@@ -11,7 +11,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from stationd.report.build import Column, DailyReport, atomic_path
+from stationd.report.daily import DailyReport
+from stationd.report.layout import Column, atomic_path
 
 
 def cell(value: Any, col: Column) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stationd.report.build import DEFINITIONS, DailyReport, Table, atomic_path
+from stationd.report.daily import DailyReport
+from stationd.report.layout import DEFINITIONS, Table, atomic_path
 from stationd.report.render_csv import cell
 
 PALETTE = (

@@ -16,7 +16,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from stationd.report.build import DEFINITIONS, DailyReport, atomic_path
+from stationd.report.daily import DailyReport
+from stationd.report.layout import DEFINITIONS, atomic_path
 
 _HEAD_FILL = PatternFill("solid", fgColor="DDEBF7")
 _SHEET_TITLE_MAX = 31  # Excel's limit

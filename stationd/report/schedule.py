@@ -58,6 +58,10 @@ class ReportScheduler:
         self.written: list[tuple[Period, list[Path]]] = []
         self.failures = 0
 
+    def update_config(self, cfg: Any) -> None:
+        """A config reload: the next report covers the new fleet."""
+        self.cfg = cfg
+
     def next_due(self, now: float | None = None) -> Period:
         """The next report's period (its `end` is the slot time)."""
         t = self.clock() if now is None else now

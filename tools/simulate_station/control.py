@@ -15,15 +15,34 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from tools.simulate_station.faults import Fault
+from tools.simulate_station.faults import Fault, FaultTruth
 
-if TYPE_CHECKING:
-    from tools.simulate_station.simulator import Simulator
+
+class Simulator(Protocol):
+    """What the control API drives (tools.simulate_station.simulator.Simulator fits); a
+    protocol, so this module does not import the simulator that serves it."""
+
+    @property
+    def speed(self) -> float: ...
+
+    @property
+    def plant(self) -> Any: ...
+
+    def inject(self, fault: Fault) -> FaultTruth: ...
+
+    def clear(self, fault_id: str) -> FaultTruth: ...
+
+    def truth(self) -> list[FaultTruth]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def set_speed(self, speed: float) -> None: ...
+
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("simulator")
 

@@ -2,7 +2,7 @@
 
 Every function takes what `history.build_history` produced plus the period
 [since, until) and returns plain numbers and records; `compute_kpis` runs them all into
-one `KpiReport`. Definitions and targets are in stationd/kpi/README.md.
+one `KpiReport`. Definitions and targets are in alarms/kpi/README.md.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alarms.kpi.history import Activation, ActiveSpan, AlarmHistory, Incident
 from alarms.playbooks import PlaybookLibrary
-from stationd.kpi.history import Activation, ActiveSpan, AlarmHistory, Incident
 
 #: ISA-18.2 flood: begins at more than 10 annunciations in 10 minutes ...
 FLOOD_WINDOW_S = 600.0

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stationd.kpi.measures import KpiReport
+from alarms.kpi.measures import KpiReport
 
-SCHEMA = "stationd.kpi/1"
+SCHEMA = "alarms.kpi/1"
 #: late or missed steps listed by the text report (all of them are in --json)
 MAX_STEP_LINES = 30
 
@@ -241,7 +241,7 @@ def _pad(text: str, width: int) -> str:
 
 
 def report_json(r: KpiReport, site: str = "") -> dict[str, Any]:
-    """The `--json` document (schema stationd.kpi/1)."""
+    """The `--json` document (schema alarms.kpi/1)."""
     d = asdict(r)
     d["priority_counts"] = {str(k): v for k, v in r.priority_counts.items()}
     d["priority_pct"] = {str(k): v for k, v in r.priority_pct.items()}

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alarms.dispatch_log import LOG_FILE, query_log
+from alarms.dispatch_log import query_log
+from alarms.files import LOG_FILE, alarm_dir
+from alarms.kpi.history import build_history
+from alarms.kpi.measures import KpiReport, compute_kpis
+from alarms.kpi.report import render_text, report_fields, report_json
 from alarms.playbooks import PlaybookLibrary, load_playbooks
-from stationd.kpi.history import build_history
-from stationd.kpi.measures import KpiReport, compute_kpis
-from stationd.kpi.report import render_text, report_fields, report_json
+from stationd import state
+from stationd.state import ALARMS_SUBDIR
 
 #: how far before the period the log is read: long enough to see when a stale alarm
 #: began and to carry a flood or an open incident into the period (shelving is ≤ 36 h)
@@ -28,15 +30,15 @@ MAX_ENTRIES = 5_000_000
 
 
 def resolve_log_dir(state_dir: Path) -> Path:
-    """The alarm state dir holding the dispatch log: the daemon's state dir keeps it under
-    `alarms/` (stationd/app.py); the alarm state dir itself is accepted too."""
-    for cand in (state_dir, state_dir / "alarms"):
-        if (cand / LOG_FILE).exists():
-            return cand
-    raise FileNotFoundError(
-        f"no dispatch log ({LOG_FILE}) in {state_dir} or {state_dir / 'alarms'}: "
-        "give the daemon's --state-dir (or $STATE_DIRECTORY) / 未找到调度日志"
-    )
+    """The directory holding the dispatch log for a daemon's state dir (alarms/files.py);
+    FileNotFoundError naming both places looked at when there is none."""
+    found = alarm_dir(state_dir)
+    if not (found / LOG_FILE).exists():
+        raise FileNotFoundError(
+            f"no dispatch log ({LOG_FILE}) in {state_dir} or {Path(state_dir) / ALARMS_SUBDIR}: "
+            "give the daemon's --state-dir (or $STATE_DIRECTORY) / 未找到调度日志"
+        )
+    return found
 
 
 def kpi_report(
@@ -125,14 +127,14 @@ def add_kpi_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "--state-dir",
         type=Path,
         default=None,
-        help="the daemon's state dir (default $STATE_DIRECTORY or ./state)",
+        help="the daemon's state dir (default: $STATE_DIRECTORY, else ./state; see stationd/state.py)",
     )
     k.add_argument(
         "--operators", type=int, default=1, help="operator positions sharing the load (default 1)"
     )
     k.add_argument("--playbook-dir", type=Path, default=None, help="playbooks (default: shipped)")
     k.add_argument("--site", default="", help="site name for the heading")
-    k.add_argument("--json", action="store_true", help="print JSON (schema stationd.kpi/1)")
+    k.add_argument("--json", action="store_true", help="print JSON (schema alarms.kpi/1)")
     k.set_defaults(func=kpi_main)
     return k
 
@@ -149,7 +151,7 @@ def kpi_main(args: argparse.Namespace) -> int:
     if args.operators < 1:
         print("--operators must be at least 1 / 操作台数至少为 1", file=sys.stderr)
         return 2
-    state_dir = args.state_dir or Path(os.environ.get("STATE_DIRECTORY", "state"))
+    state_dir = state.resolve(args.state_dir)
     try:
         playbooks = load_playbooks(args.playbook_dir) if args.playbook_dir else None
         r = kpi_report(state_dir, since, until, operators=args.operators, playbooks=playbooks)

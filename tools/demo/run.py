@@ -1,4 +1,4 @@
-"""`stationd demo`: a simulated fleet and the daemon together, with a live terminal view.
+"""The demo itself: a simulated fleet and the daemon together, with a live terminal view.
 
 A newcomer's first command: no external server, no config to write. The simulator and
 the daemon share config/stations.yaml, moved onto free loopback ports so the demo never
@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from stationd.app import Daemon
 from stationd.config import Config, endpoint_ports, remap_ports
 from stationd.finding_stream import FindingChange
@@ -23,6 +25,11 @@ from stationd.findings import Finding
 from stationd.liveview import render
 from stationd.poller import TickReport
 from tools.simulate_station.simulator import Simulator
+
+
+def loss_rate(daemon: Daemon) -> np.ndarray:
+    """The detector's rolling make-up / circulating ratio per station (its public figures)."""
+    return daemon.detector.derived()["loss_rate_pct"] / 100.0
 
 
 def free_port() -> int:
@@ -61,7 +68,7 @@ async def run_demo(
                 if tty:
                     sys.stdout.write(
                         "\x1b[H\x1b[2J"
-                        + render(daemon.poller, findings, tick, daemon.detector.makeup.rate)
+                        + render(daemon.poller, findings, tick, loss_rate(daemon))
                         + "\n\n"
                         + hint
                         + "\n"

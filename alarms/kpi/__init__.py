@@ -1,14 +1,14 @@
 """Alarm-system KPIs after ISA-18.2, computed from the dispatch log (see README.md here).
 
-from stationd.kpi import add_kpi_parser, kpi_fields
+from alarms.kpi import add_kpi_parser, kpi_fields
 add_kpi_parser(sub)                          # stationd/cli.py: `stationd kpi`
 historian.write_daemon(kpi_fields(state_dir)) # hourly, in a worker thread
 """
 
-from stationd.kpi.cli import add_kpi_parser, kpi_fields, kpi_main, kpi_report
-from stationd.kpi.history import AlarmHistory, build_history
-from stationd.kpi.measures import KpiReport, compute_kpis
-from stationd.kpi.report import KPI_FIELD_NAMES, render_text, report_fields, report_json
+from alarms.kpi.cli import add_kpi_parser, kpi_fields, kpi_main, kpi_report
+from alarms.kpi.history import AlarmHistory, build_history
+from alarms.kpi.measures import KpiReport, compute_kpis
+from alarms.kpi.report import KPI_FIELD_NAMES, render_text, report_fields, report_json
 
 __all__ = [
     "KPI_FIELD_NAMES",
