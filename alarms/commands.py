@@ -2,18 +2,29 @@
 
 A command is JSON naming `command`, `operator` and `request_id`; anything malformed,
 unknown or with extra keys is refused before it can touch alarm state. Executing a
-command is alarms/service.py's job.
+command is alarms/handlers.py's job (alarms/control.py for select and operate).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 CMD_SCHEMA = "stationd.cmd/1"
 RESULT_SCHEMA = "stationd.cmd_result/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a command, and how that is known. Today `via` is "payload": the operator
+    the command names, allowed by `alarms.operators`. An identity learned from the
+    transport (the broker account, a client certificate) arrives as another Caller."""
+
+    operator: str
+    via: str = "payload"
 
 
 class _Cmd(BaseModel):

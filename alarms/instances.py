@@ -170,43 +170,6 @@ class PlaybookInstance:
         d["steps"] = [StepState(**s) for s in d["steps"]]
         return cls(**d)
 
-    def payload(self, site: str) -> dict[str, Any]:
-        """The retained MQTT document (schema stationd.playbook/1)."""
-        return {
-            "schema": "stationd.playbook/1",
-            "site": site,
-            "incident_id": self.incident_id,
-            "playbook_id": self.playbook_id,
-            "plan_section": self.plan_section,
-            "title_zh": self.title_zh,
-            "title_en": self.title_en,
-            "alarm_id": self.alarm_id,
-            "kind": self.kind,
-            "subject": self.subject,
-            "station": self.station,
-            "severity": self.severity,
-            "activated_at": self.activated_at,
-            "status": self.status,
-            "incident_open": self.incident_open,
-            "steps": [
-                {
-                    "id": s.id,
-                    "role": s.role,
-                    "action_zh": s.action_zh,
-                    "action_en": s.action_en,
-                    "deadline_min": s.deadline_min,
-                    "due": s.due,
-                    "control": s.control,
-                    "status": s.status,
-                    "by": s.by,
-                    "at": s.at,
-                    "reason": s.reason,
-                    "escalated": s.escalated,
-                }
-                for s in self.steps
-            ],
-        }
-
 
 _STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepState))
 _INSTANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PlaybookInstance))

@@ -1,11 +1,7 @@
-"""MQTT for the dispatch room: retained alarm state, events, playbooks, status, commands.
+"""The daemon's broker connection: publishes through the disk outbox, feeds commands in.
 
-Topics under the prefix (default `heating/<site>`), all QoS 1:
-- `<prefix>/alarm/<station-or-subject>/<finding>`  retained alarm state; empty when normal
-- `<prefix>/events`                                  transitions, steps, escalations, notes
-- `<prefix>/playbook/<incident_id>`                  retained playbook instance
-- `<prefix>/status`                                  retained daemon status, last-will offline
-- `<prefix>/cmd` in, `<prefix>/cmd/result` out      operator commands and their answers
+The topic layout is alarms/topics.py, the payloads alarms/payloads.py, the client setup
+(credentials, TLS) alarms/mqtt_client.py — all shared with the dispatch desk CLI.
 
 Every outgoing message goes through the disk outbox (alarms/outbox.py) so a broker outage
 or a restart loses nothing and keeps order. paho's network loop runs in its own thread
@@ -15,34 +11,22 @@ or a restart loses nothing and keeps order. paho's network loop runs in its own 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from alarms import payloads
+from alarms.mqtt_client import dumps, make_client
 from alarms.outbox import Outbox
 from alarms.settings import MqttSettings
+from alarms.topics import Topics
 
 log = logging.getLogger(__name__)
-
-STATUS_SCHEMA = "stationd.status/1"
-
-
-def topic_part(text: str) -> str:
-    """A subject as one topic level: wildcards and separators cannot appear in it."""
-    return text.replace("/", "_").replace("+", "_").replace("#", "_") or "_"
-
-
-def dumps(obj: Any) -> bytes:
-    # ensure_ascii=False: Chinese station names go out as UTF-8, readable on any screen
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 CommandHandler = Callable[[bytes], Awaitable[dict[str, Any]]]
@@ -62,7 +46,8 @@ class MqttBridge:
     ) -> None:
         self.settings = settings
         self.site = site
-        self.prefix = (settings.prefix or f"heating/{site}").rstrip("/")
+        self.topics = Topics.of(settings, site)
+        self.prefix = self.topics.prefix
         self.outbox = Outbox(outbox_path, max_rows=settings.outbox_max_rows)
         self.on_command = on_command
         self.window = window  # messages handed to paho and not yet acknowledged, at most
@@ -84,75 +69,31 @@ class MqttBridge:
         self._started_at = 0.0
         self._stopping = False
 
-    # -- topics ------------------------------------------------------------------------
-    def alarm_topic(self, subject: str, kind: str) -> str:
-        return f"{self.prefix}/alarm/{topic_part(subject)}/{kind}"
-
-    @property
-    def events_topic(self) -> str:
-        return f"{self.prefix}/events"
-
-    def playbook_topic(self, incident_id: str) -> str:
-        return f"{self.prefix}/playbook/{topic_part(incident_id)}"
-
-    @property
-    def status_topic(self) -> str:
-        return f"{self.prefix}/status"
-
-    @property
-    def cmd_topic(self) -> str:
-        return f"{self.prefix}/cmd"
-
-    @property
-    def result_topic(self) -> str:
-        return f"{self.prefix}/cmd/result"
-
     def status_payload(self, state: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "schema": STATUS_SCHEMA,
-            "site": self.site,
-            "state": state,
-            "time": time.time(),
-            "since": self._started_at,
-            **extra,
-        }
+        """The retained status document, stamped with when this connection started."""
+        return payloads.status(self.site, state, self._started_at, **extra)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._started_at = time.time()
         s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id or f"stationd-{self.site}-{os.getpid()}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
+        client = make_client(s, s.client_id or f"stationd-{self.site}-{os.getpid()}")
         # paho's own limit only before connect(); our window bounds what we hand it
         client.max_inflight_messages_set(s.max_inflight)
         client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)
         client.will_set(
-            self.status_topic,
+            self.topics.status,
             dumps(self.status_payload("offline", reason="connection lost")),
             qos=1,
             retain=True,
         )
-        if s.username:
-            client.username_pw_set(s.username, s.password())
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(s.tls_insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         self._client = client
-        await self.publish([(self.status_topic, self.status_payload("online"), True)])
+        await self.publish([(self.topics.status, self.status_payload("online"), True)])
         # connect_async + loop_start: the network thread connects and reconnects on its own,
         # so a broker that is down at start-up does not stop the daemon
         client.connect_async(s.host, s.port, keepalive=s.keepalive)
@@ -167,7 +108,7 @@ class MqttBridge:
         if self._client is None:
             return
         await self.publish(
-            [(self.status_topic, self.status_payload("offline", reason="stopped"), True)]
+            [(self.topics.status, self.status_payload("offline", reason="stopped"), True)]
         )
         try:
             async with asyncio.timeout(drain_timeout):
@@ -242,7 +183,7 @@ class MqttBridge:
             except Exception:
                 log.exception("mqtt command handler failed")
                 continue
-            await self.publish([(self.result_topic, result, False)])
+            await self.publish([(self.topics.result, result, False)])
 
     async def drained(self) -> None:
         """Return once every queued message has been acknowledged by the broker."""
@@ -263,7 +204,7 @@ class MqttBridge:
                 "mqtt connect to %s:%d refused: %s", self.settings.host, self.settings.port, rc
             )
             return
-        client.subscribe(self.cmd_topic, qos=1)
+        client.subscribe(self.topics.cmd, qos=1)
         self._call(self._set_connected, True)
 
     def _on_disconnect(
@@ -277,7 +218,7 @@ class MqttBridge:
         self._call(self._puback, mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == self.cmd_topic:
+        if msg.topic == self.topics.cmd:
             self._call(self._enqueue_command, bytes(msg.payload))
 
     # -- loop side ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -153,3 +154,28 @@ class SiteConfig(Protocol):
     def state_dir(self) -> Path | None: ...
     @property
     def path(self) -> Path | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StationInfo:
+    """What the alarm side knows of a station: names for messages, the control allow-list."""
+
+    id: str
+    name: str = ""
+    branch: str = ""
+    power_feeder: str = ""
+    heat_source: str = ""
+    # points a playbook step may write here (stations.yaml `control: {allow: [...]}`)
+    control_allow: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, station: StationFacts) -> StationInfo:
+        """From a configured station (stationd.config's station models fit)."""
+        return cls(
+            id=station.id,
+            name=station.name,
+            branch=station.branch,
+            power_feeder=station.power_feeder,
+            heat_source=station.heat_source,
+            control_allow=tuple(station.control.allow),
+        )

@@ -1,7 +1,8 @@
 """The dispatch desk on the command line: alarms, acks, playbook steps, control, the log.
 
 Every subcommand but `log` talks to the running daemon only through MQTT, exactly like a
-dispatch screen: `stationd alarms` reads the retained alarm and playbook state; the
+dispatch screen, through the desk's session (alarms/desk.py: the same client setup and
+topic layout as the daemon's bridge): `stationd alarms` reads the retained alarm and playbook state; the
 commands publish one `stationd.cmd/1` document on `<prefix>/cmd` and wait for the
 `stationd.cmd_result/1` with the same `request_id` on `<prefix>/cmd/result`.
 Exit status: 0 the daemon did it, 1 the daemon refused (its reason is printed), 2 no
@@ -15,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import ssl
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -28,137 +26,25 @@ from typing import TYPE_CHECKING, Any
 from stationd import state
 
 if TYPE_CHECKING:
-    from alarms.mqtt import MqttSettings
+    from alarms.settings import MqttSettings
+    from alarms.topics import Topics
 
 DEFAULT_CONFIG = Path("config/stations.yaml")
 EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
 
 
-class NoAnswer(Exception):
-    """The broker or the daemon did not answer in time."""
-
-
 # -- broker ------------------------------------------------------------------------------
-def broker_from_config(path: Path) -> tuple[MqttSettings, str]:
-    """The `mqtt:` settings and the topic prefix of a stations.yaml."""
+def broker_from_config(path: Path) -> tuple[MqttSettings, Topics]:
+    """The `mqtt:` settings and the topic layout of a stations.yaml."""
     # imported here, not at the top: `stationd log` should start without them
+    from alarms.topics import Topics
     from stationd.config import load_config
 
     cfg = load_config(path)
     settings = cfg.mqtt
     if settings is None:
         raise ValueError(f"{path}: no `mqtt:` section — the daemon publishes no alarms to read")
-    return settings, (settings.prefix or f"heating/{cfg.site.id}").rstrip("/")
-
-
-class DeskClient:
-    """A short-lived MQTT session (paho's network thread; the CLI just waits on events)."""
-
-    def __init__(self, settings: MqttSettings, connect_timeout: float = 5.0) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self.messages: dict[str, bytes] = {}  # topic -> last payload
-        self.results: dict[str, dict[str, Any]] = {}  # request_id -> result
-        self._subacks: set[int] = set()
-        self._connected = threading.Event()
-        self._refused = ""
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"stationd-desk-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password())
-        if settings.tls:
-            client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                certfile=str(settings.cert_file) if settings.cert_file else None,
-                keyfile=str(settings.key_file) if settings.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(settings.tls_insecure)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
-        try:
-            client.connect(settings.host, settings.port, keepalive=30)
-        except OSError as e:
-            raise NoAnswer(f"cannot reach the broker {settings.host}:{settings.port}: {e}") from e
-        client.loop_start()
-        if not self._connected.wait(connect_timeout) or self._refused:
-            self.close()
-            raise NoAnswer(
-                f"broker {settings.host}:{settings.port} "
-                + (f"refused the session: {self._refused}" if self._refused else "did not answer")
-            )
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def __enter__(self) -> DeskClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # paho callbacks (network thread)
-    def _on_connect(
-        self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None
-    ) -> None:
-        if rc.is_failure:
-            self._refused = str(rc)
-        self._connected.set()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, *args: Any) -> None:
-        with self._changed:
-            self._subacks.add(mid)
-            self._changed.notify_all()
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        payload = bytes(msg.payload)
-        with self._changed:
-            self.messages[msg.topic] = payload
-            if msg.topic.endswith("/cmd/result"):
-                try:
-                    doc = json.loads(payload)
-                    self.results[str(doc.get("request_id", ""))] = doc
-                except (ValueError, AttributeError):
-                    pass
-            self._changed.notify_all()
-
-    def subscribe(self, topics: list[str], timeout: float) -> None:
-        """Subscribe and wait for the broker's SUBACK (so nothing published after is missed)."""
-        _, mid = self.client.subscribe([(t, 1) for t in topics])
-        with self._changed:
-            if not self._changed.wait_for(lambda: mid in self._subacks, timeout):
-                raise NoAnswer(f"broker did not confirm the subscription to {topics}")
-
-    def command(self, prefix: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Publish one command and wait for its result."""
-        rid = body["request_id"]
-        self.subscribe([f"{prefix}/cmd/result"], timeout)
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.client.publish(f"{prefix}/cmd", payload, qos=1)
-        with self._changed:
-            if not self._changed.wait_for(lambda: rid in self.results, timeout):
-                raise NoAnswer(
-                    f"no answer to {body['command']} (request {rid}) within {timeout:g} s: "
-                    "is the daemon running and connected to this broker?"
-                )
-            return self.results[rid]
-
-    def retained(self, topics: list[str], settle: float) -> dict[str, bytes]:
-        """Everything retained under `topics`, collected for `settle` seconds."""
-        self.subscribe(topics, max(settle, 5.0))
-        time.sleep(settle)  # retained messages have no end marker: wait a fixed moment
-        with self._lock:
-            return {t: p for t, p in self.messages.items() if p}
+    return settings, Topics.of(settings, cfg.site.id)
 
 
 # -- formatting --------------------------------------------------------------------------
@@ -260,10 +146,12 @@ def _send(args: argparse.Namespace, command: str, **fields: Any) -> int:
         "command": command,
         **{k: v for k, v in fields.items() if v is not None},
     }
+    from alarms.desk import DeskClient, NoAnswer
+
     try:
-        settings, prefix = broker_from_config(args.config)
-        with DeskClient(settings, connect_timeout=args.timeout) as desk:
-            res = desk.command(prefix, body, args.timeout)
+        settings, topics = broker_from_config(args.config)
+        with DeskClient(settings, topics, connect_timeout=args.timeout) as desk:
+            res = desk.command(body, args.timeout)
     except NoAnswer as e:
         print(f"无应答 / no answer: {e}", file=sys.stderr)
         return EXIT_NO_ANSWER
@@ -300,10 +188,12 @@ def _describe_result(command: str, r: dict[str, Any]) -> str:
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
+    from alarms.desk import DeskClient, NoAnswer
+
     try:
-        settings, prefix = broker_from_config(args.config)
-        with DeskClient(settings, connect_timeout=args.timeout) as desk:
-            docs = desk.retained([f"{prefix}/alarm/#", f"{prefix}/playbook/#"], args.wait)
+        settings, topics = broker_from_config(args.config)
+        with DeskClient(settings, topics, connect_timeout=args.timeout) as desk:
+            docs = desk.retained(args.wait)
     except NoAnswer as e:
         print(f"无应答 / no answer: {e}", file=sys.stderr)
         return EXIT_NO_ANSWER
@@ -314,7 +204,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
         out = {t: json.loads(p) for t, p in sorted(docs.items())}
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        print(render_alarms(docs, prefix, time.time()))
+        print(render_alarms(docs, topics.prefix, time.time()))
     return EXIT_OK
 
 
