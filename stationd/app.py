@@ -61,6 +61,15 @@ def apply_shard(cfg: Config, shard: str | None) -> Config:
     return cfg.model_copy(update={"stations": mine})
 
 
+def record_alarm_history(alarms: AlarmService, historian: Historian) -> None:
+    """DESIGN: every transition, command and step also goes to the historian — and so do
+    controls, notes and manual field readings (measurements `alarm`, `dispatch`,
+    `field_reading`)."""
+    alarms.transition_hooks.append(historian.write_alarm)
+    alarms.log_hooks.append(historian.write_dispatch)
+    alarms.field_reading_hooks.append(historian.write_field_reading)
+
+
 class Daemon:
     """One site's (or shard's) stationd: poll, detect, and hand results to the sinks."""
 
@@ -113,7 +122,7 @@ class Daemon:
             self.pager = Pager.from_config(self.cfg.pager)
             register_pager_metrics(self.pager, self.registry)
             self.alarms.pager_hooks.append(self.pager.notify)
-        self.alarms.transition_hooks.append(self.historian.write_alarm)
+        record_alarm_history(self.alarms, self.historian)
         self.reports = ReportScheduler(
             self.cfg, self.state_dir, self.state_dir / state.REPORTS_SUBDIR
         )

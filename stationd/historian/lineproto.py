@@ -10,6 +10,9 @@ Escaping, tag and field order follow influxdb-client's own `Point` byte for byte
 tables, keys sorted), so series written here and by a Point are the same series;
 `encode_point` (alarms, daemon health) also formats floats as Point does.
 tests/test_historian_lineproto.py checks both against Point with hypothesis.
+
+Over 400 lines on purpose: the writer and the parser must agree on one escaping table,
+and keeping them side by side is what lets the round-trip test hold them to it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
     h.write_tick(tick_time, values, extras)     # every tick, on the loop: encode + hand over
     h.write_derived(tick_time, {"loss_ratio": arr, ...})
     h.write_alarm(transition)                   # alarms.model.Transition or a like dict
+    h.write_dispatch(entry)                     # a dispatch-log row: command, step, control...
+    h.write_field_reading(reading)              # a manual reading taken on site
     h.write_daemon({"poll_ms": 12.0, ...})
     await h.stop()                              # everything handed over is on disk
 
@@ -34,6 +36,11 @@ from stationd.historian.lineproto import FleetEncoder, StationTags, encode_point
 from stationd.historian.queue import DiskQueue
 
 log = logging.getLogger(__name__)
+
+
+#: dispatch-log kinds copied to the `dispatch` measurement (transitions are `alarm`,
+#: field readings `field_reading`; the daemon's own start/stop rows stay in the log)
+DISPATCH_KINDS = frozenset({"command", "step", "escalation", "note", "control"})
 
 
 #: The `derived` fields the dashboards chart (config/grafana). write_derived() takes any
@@ -225,6 +232,51 @@ class Historian:
         line = encode_point("alarm", tags, fields, ms(t if t is not None else time.time()))
         if line:
             self._submit((line + "\n").encode(), 1, sum(v is not None for v in fields.values()))
+
+    def write_dispatch(self, entry: Any) -> None:
+        """Measurement `dispatch`: one dispatch-log row (alarms.dispatch_log.LogEntry) of
+        the kinds DESIGN.md sends to the historian besides transitions (which are the
+        `alarm` measurement): commands, steps, escalations, notes and controls. Tags say
+        what and who (kind, operator, command / step / action); the numbers are fields
+        (`n` = 1 per row, `ok`, `value`, `readback`); the text stays in the log."""
+        kind = str(getattr(entry, "kind", ""))
+        if kind not in DISPATCH_KINDS:
+            return
+        data: Mapping[str, Any] = getattr(entry, "data", None) or {}
+        tags = {
+            "site": self.site,
+            "station": str(getattr(entry, "station", "") or getattr(entry, "subject", "")),
+            "kind": kind,
+            "operator": str(getattr(entry, "operator", "")),
+            "incident": str(getattr(entry, "incident_id", "")),
+            "command": str(data.get("command", "")) if kind == "command" else "",
+            "step": str(data.get("step", "")),
+            "action": str(data.get("action", data.get("status", ""))),
+        }
+        fields: dict[str, Any] = {"n": 1}
+        if "ok" in data:
+            fields["ok"] = int(bool(data["ok"]))
+        for name in ("value", "readback"):
+            v = data.get(name)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                fields[name] = float(v)
+        line = encode_point("dispatch", tags, fields, ms(float(getattr(entry, "time", 0.0))))
+        if line:
+            self._submit((line + "\n").encode(), 1, len(fields))
+
+    def write_field_reading(self, reading: Any) -> None:
+        """Measurement `field_reading`: a manual reading taken on site (plan 6.3), the
+        signal as the field name as in `station`, so a chart can show both."""
+        tags = {
+            "site": self.site,
+            "station": str(reading.station),
+            "operator": str(reading.operator),
+        }
+        line = encode_point(
+            "field_reading", tags, {str(reading.signal): float(reading.value)}, ms(reading.time)
+        )
+        if line:
+            self._submit((line + "\n").encode(), 1, 1)
 
     def write_daemon(self, fields: Mapping[str, Any], tick_time: float | None = None) -> None:
         """Measurement `daemon`: the daemon's own health (numbers; text is skipped)."""
