@@ -153,6 +153,13 @@ class HealthServer:
         )
 
     async def _readyz(self, _req: web.Request) -> web.Response:
+        # A historian that refuses our config loses nothing (the queue keeps it), but the
+        # box is not doing its job until a person fixes it: not ready, and say why.
+        problem = self.daemon.historian.config_error
+        if problem:
+            return web.json_response(
+                {"status": "historian configuration error", "historian": problem}, status=503
+            )
         if self.daemon.ready.is_set():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "starting"}, status=503)

@@ -25,10 +25,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from stationd.findings import SEVERITY_RANK
-from stationd.historian.config import HistorianConfig
+from stationd.historian.config import HistorianConfig, InfluxSection
 from stationd.historian.embedded import EmbeddedStore
 from stationd.historian.forwarder import Forwarder
-from stationd.historian.influx import InfluxSink, resolve_token
+from stationd.historian.influx_check import resolve_secret
+from stationd.historian.influx_v1 import InfluxV1Sink
+from stationd.historian.influx_v2 import InfluxV2Sink
 from stationd.historian.lineproto import FleetEncoder, StationTags, encode_point, ms
 from stationd.historian.queue import DiskQueue
 
@@ -57,6 +59,34 @@ DERIVED_FIELDS: dict[str, str] = {
     "heat_power_kw": "heat delivered, kW / 供热功率",
     "indoor_at_standard": "1 = room at the indoor standard, 0 = below (avg = share) / 室温达标",
 }
+
+
+def make_influx_sink(ix: InfluxSection) -> InfluxV1Sink | InfluxV2Sink:
+    """The sink for `historian.influxdb`, by its `api` (secrets read now, so a missing
+    credential file fails at start with its path named)."""
+    token = resolve_secret(ix.token_env, ix.token_file, "token")
+    if ix.api == "v1":
+        return InfluxV1Sink(
+            ix.url,
+            db=str(ix.db),
+            rp=ix.rp,
+            precision=ix.precision,
+            username=ix.username,
+            password=resolve_secret(ix.password_env, ix.password_file, "password"),
+            token=token,
+            gzip=ix.gzip,
+            gzip_level=ix.gzip_level,
+            timeout_s=ix.timeout_s,
+        )
+    return InfluxV2Sink(
+        ix.url,
+        org=ix.org_name,
+        bucket=ix.bucket_name,
+        token=token,
+        gzip=ix.gzip,
+        gzip_level=ix.gzip_level,
+        timeout_s=ix.timeout_s,
+    )
 
 
 def _station_tags(meta: Any) -> StationTags:
@@ -113,15 +143,7 @@ class Historian:
         embedded: EmbeddedStore | None = None
         if cfg.influxdb is not None:
             ix = cfg.influxdb
-            sink: Any = InfluxSink(
-                ix.url,
-                org=ix.org,
-                bucket=ix.bucket,
-                token=resolve_token(ix.token_env, ix.token_file),
-                gzip=ix.gzip,
-                gzip_level=ix.gzip_level,
-                timeout_s=ix.timeout_s,
-            )
+            sink: Any = make_influx_sink(ix)
             target, batch, flush = "influxdb", ix.batch_size, ix.flush_interval_s
         else:
             embedded = EmbeddedStore(state / cfg.embedded.path, cfg.embedded.retention_days)
@@ -263,4 +285,15 @@ class Historian:
 
     @property
     def connected(self) -> bool:
-        return self.forwarder.outage_since is None
+        """The database takes our writes (neither unreachable nor refusing our config)."""
+        return self.forwarder.outage_since is None and self.forwarder.config_error is None
+
+    @property
+    def config_error(self) -> str | None:
+        """The database's refusal of our settings and what to change; None when fine."""
+        return self.forwarder.config_error
+
+    @property
+    def server(self) -> str | None:
+        """What the start-up check found (server, version, API, target), once it ran."""
+        return self.forwarder.server
