@@ -16,6 +16,7 @@ Shared by the v1 (`/write`) and v2 (`/api/v2/write`) sinks:
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import urllib.parse
@@ -44,6 +45,21 @@ def safe_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def auth_headers(
+    username: str | None, password: str, token: str
+) -> tuple[dict[str, str | bytes], str]:
+    """HTTP headers for InfluxDB's v1 API (`/write`, `/query`) and a label for logs:
+    basic auth when a username is given, else `Token <token>` (1.8+, 2.x), else none."""
+    if username is not None:
+        # UTF-8, not urllib3's latin-1: a password may hold any character
+        cred = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {cred}"}, f"basic ({username})"
+    if token:
+        # bytes: http.client would encode a str as latin-1 and fail on other characters
+        return {"Authorization": f"Token {token}".encode()}, "token"
+    return {}, "none"
 
 
 def resolve_secret(env: str | None, file: str | Path | None, what: str) -> str:

@@ -13,7 +13,6 @@ rescaled here (s truncates: only whole-second ticks keep their identity).
 
 from __future__ import annotations
 
-import base64
 import gzip as gzip_lib
 import logging
 import urllib.parse
@@ -23,6 +22,7 @@ import urllib3
 from stationd.historian.influx_check import (
     ServerInfo,
     api_mismatch,
+    auth_headers,
     safe_url,
     server_info,
     write_error,
@@ -80,18 +80,8 @@ class InfluxV1Sink:
         self.target = f'database "{db}"' + (f' retention policy "{rp}"' if rp else "")
         self.gzip_level = gzip_level if gzip else 0
         self.timeout_s = timeout_s
-        self.headers: dict[str, str | bytes] = {"Content-Type": "text/plain; charset=utf-8"}
-        if username is not None:
-            # UTF-8, not urllib3's latin-1: a password may hold any character
-            cred = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-            self.headers["Authorization"] = f"Basic {cred}"
-            self.auth = f"basic ({username})"
-        elif token:
-            # bytes: http.client would encode a str as latin-1 and fail on other characters
-            self.headers["Authorization"] = f"Token {token}".encode()
-            self.auth = "token"
-        else:
-            self.auth = "none"
+        auth, self.auth = auth_headers(username, password, token)
+        self.headers: dict[str, str | bytes] = {"Content-Type": "text/plain; charset=utf-8", **auth}
         q = {"db": db, "precision": precision}
         if rp:
             q["rp"] = rp
