@@ -22,7 +22,7 @@ from alarms.pager_metrics import register_pager_metrics
 from alarms.service import AlarmService
 from drivers.factory import make_driver
 from stationd.config import AnyStation, Config, shard_of
-from stationd.derived import derived_fields
+from stationd.derived import DerivedWriter
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
 from stationd.finding_stream import FindingChange, FindingStream, log_changes
@@ -86,6 +86,7 @@ class Daemon:
         self.static = FleetStatic.from_config(self.cfg)
         self.detector = Detector(self.static)
         self.stream = FindingStream()
+        self.derived = DerivedWriter()
         factory = driver_factory or (lambda st, c: make_driver(st, c.defaults))
         self.poller = Poller(self.cfg, self.frame, factory, on_tick=self._on_tick)  # type: ignore[arg-type]
         self.notifier = Notifier()
@@ -136,11 +137,15 @@ class Daemon:
         log_changes(changes)
         self.findings = findings
         self.historian.write_tick(tick, self.frame.latest(), self._extras(report))
-        self.historian.write_derived(tick, derived_fields(self.detector, self.static, self.frame))
         try:
             await self.alarms.on_tick(tick, findings)
         except Exception:  # the alarm side must not stop polling; its state is on disk
             log.exception("alarm service failed on tick %.0f", tick)
+        active = self.alarms.engine.active()
+        self.historian.write_derived(
+            tick, self.derived.fields(self.detector, self.static, self.frame, active)
+        )
+        self.historian.write_alarm_states(tick, active)
         for listener in self.listeners:
             try:
                 listener(tick, report, findings, changes)

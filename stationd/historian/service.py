@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ DERIVED_FIELDS: dict[str, str] = {
     "curve_deviation_c": "secondary supply minus the heating curve, °C / 供温偏离曲线",
     "heat_power_kw": "heat delivered, kW / 供热功率",
     "indoor_at_standard": "1 = room at the indoor standard, 0 = below (avg = share) / 室温达标",
+    "warming": "1 = the loss rate is provisional (averages warming up after a start) / 预热中",
+    "primary_curve_deficit_c": "primary supply below the heat source's curve, °C / 一次供温不足",
+    "alarm_level": "worst active alarm: 0 none, 1 notice .. 4 critical / 最高报警级别",
 }
 
 
@@ -227,6 +230,26 @@ class Historian:
         payload, lines, fields = self.encoder.derived(arrays, ms(tick_time))
         self._submit(payload, lines, fields)
 
+    def _alarm_point(self, get: Any, state: str, t: float) -> tuple[str, int]:
+        # One series per incident: its `state` values over time ARE the alarm's timeline
+        # (a state name or cause as a tag would split it into a series per state).
+        tags = {
+            "site": self.site,
+            "station": str(get("station", "") or get("subject", "")),
+            "alarm": str(get("alarm_id", "") or ""),
+            "finding": str(get("kind", "") or get("finding", "")),
+            "incident": str(get("incident_id", "") or ""),
+        }
+        fields = {
+            "state": STATE_CODES.get(state, -1),
+            "severity": SEVERITY_RANK.get(str(get("severity", "") or ""), -1),
+            "value": get("value", None),
+            "priority": get("priority", None),
+        }
+        return encode_point("alarm", tags, fields, ms(t)), sum(
+            v is not None for v in fields.values()
+        )
+
     def write_alarm(self, transition: Any) -> None:
         """Measurement `alarm`: one transition (alarms.model.Transition or a like mapping)."""
         get = (
@@ -235,28 +258,29 @@ class Historian:
             else lambda k, d=None: getattr(transition, k, d)
         )
         to_state = str(get("to_state", "") or get("state", ""))
-        severity = str(get("severity", "") or "")
-        kind = str(get("kind", "") or get("finding", ""))
-        station = str(get("station", "") or get("subject", ""))
-        # One series per incident: its `state` values over time ARE the alarm's timeline
-        # (a state name or cause as a tag would split it into a series per state).
-        tags = {
-            "site": self.site,
-            "station": station,
-            "alarm": str(get("alarm_id", "") or ""),
-            "finding": kind,
-            "incident": str(get("incident_id", "") or ""),
-        }
-        fields = {
-            "state": STATE_CODES.get(to_state, -1),
-            "severity": SEVERITY_RANK.get(severity, -1),
-            "value": get("value", None),
-            "priority": get("priority", None),
-        }
         t = get("time", None)
-        line = encode_point("alarm", tags, fields, ms(t if t is not None else time.time()))
+        line, n = self._alarm_point(get, to_state, t if t is not None else time.time())
         if line:
-            self._submit((line + "\n").encode(), 1, sum(v is not None for v in fields.values()))
+            self._submit((line + "\n").encode(), 1, n)
+
+    def write_alarm_states(self, tick_time: float, records: Iterable[Any]) -> None:
+        """Measurement `alarm`, every tick: the state of each alarm that is not normal
+        (alarms.engine.AlarmRecord or alike), on its incident's series, so a state
+        timeline draws bars instead of slivers at the transitions and "active now" is
+        the last point of the last minutes, however long ago the alarm was raised."""
+        lines: list[str] = []
+        fields = 0
+        for rec in records:
+            get = rec.get if isinstance(rec, Mapping) else lambda k, d=None, r=rec: getattr(r, k, d)
+            state = str(get("state", "") or "")
+            if state in ("", "normal"):
+                continue
+            line, n = self._alarm_point(get, state, tick_time)
+            if line:
+                lines.append(line)
+                fields += n
+        if lines:
+            self._submit(("\n".join(lines) + "\n").encode(), len(lines), fields)
 
     def write_daemon(self, fields: Mapping[str, Any], tick_time: float | None = None) -> None:
         """Measurement `daemon`: the daemon's own health (numbers; text is skipped)."""
