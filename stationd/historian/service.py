@@ -230,7 +230,7 @@ class Historian:
         payload, lines, fields = self.encoder.derived(arrays, ms(tick_time))
         self._submit(payload, lines, fields)
 
-    def _alarm_point(self, get: Any, state: str, t: float) -> tuple[str, int]:
+    def _alarm_point(self, get: Any, state: str, t: float, changed: bool) -> tuple[str, int]:
         # One series per incident: its `state` values over time ARE the alarm's timeline
         # (a state name or cause as a tag would split it into a series per state).
         tags = {
@@ -245,6 +245,8 @@ class Historian:
             "severity": SEVERITY_RANK.get(str(get("severity", "") or ""), -1),
             "value": get("value", None),
             "priority": get("priority", None),
+            # 1 on a transition (what annotations mark), absent on the per-tick state
+            "changed": 1 if changed else None,
         }
         return encode_point("alarm", tags, fields, ms(t)), sum(
             v is not None for v in fields.values()
@@ -259,7 +261,7 @@ class Historian:
         )
         to_state = str(get("to_state", "") or get("state", ""))
         t = get("time", None)
-        line, n = self._alarm_point(get, to_state, t if t is not None else time.time())
+        line, n = self._alarm_point(get, to_state, t if t is not None else time.time(), True)
         if line:
             self._submit((line + "\n").encode(), 1, n)
 
@@ -273,9 +275,9 @@ class Historian:
         for rec in records:
             get = rec.get if isinstance(rec, Mapping) else lambda k, d=None, r=rec: getattr(r, k, d)
             state = str(get("state", "") or "")
-            if state in ("", "normal"):
-                continue
-            line, n = self._alarm_point(get, state, tick_time)
+            if state in ("", "normal") or get("since", None) == tick_time:
+                continue  # normal, or changed this tick: its transition point is written
+            line, n = self._alarm_point(get, state, tick_time, False)
             if line:
                 lines.append(line)
                 fields += n
