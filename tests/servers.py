@@ -93,9 +93,11 @@ receivers:
 
 
 @contextlib.contextmanager
-def start_alertmanager(tmp_path: Path, port: int | None = None) -> Iterator[Alertmanager]:
+def start_alertmanager(
+    tmp_path: Path, port: int | None = None, config: str | None = None
+) -> Iterator[Alertmanager]:
     """Debian's prometheus-alertmanager on a loopback port (a free one unless given),
-    with no cluster gossip."""
+    with no cluster gossip; `config` (YAML text) replaces the blackhole routing."""
     exe = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if exe is None:
         raise RuntimeError(
@@ -103,12 +105,12 @@ def start_alertmanager(tmp_path: Path, port: int | None = None) -> Iterator[Aler
         )
     base = tmp_path / "alertmanager"
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG, encoding="utf-8")
+    config_file = base / "alertmanager.yml"
+    config_file.write_text(ALERTMANAGER_CONFIG if config is None else config, "utf-8")
     port = free_port() if port is None else port
     cmd = [
         exe,
-        f"--config.file={config}",
+        f"--config.file={config_file}",
         f"--storage.path={base / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",  # empty: no gossip port, no peers
