@@ -109,12 +109,18 @@ class PagerEvent:
     step_id: str = ""  # for "escalate": the playbook step whose deadline was missed
     operator: str = ""  # for "acknowledge": who acknowledged
     details: dict[str, Any] = field(default_factory=dict)
+    #: what crews are routed by (alarms.routing.ROUTING_KEYS): branch, feeder,
+    #: heat_source, estate, service_centre, plan_section; empty ones left out
+    routing: dict[str, str] = field(default_factory=dict)
+    runbook_url: str = ""  # the playbook for people (pager.links.runbook_url)
+    console_url: str = ""  # the console or dashboard for this alarm (pager.links.console_url)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["stations"] = list(self.stations)
         d["first_steps"] = list(self.first_steps)
         d["details"] = dict(self.details)
+        d["routing"] = dict(self.routing)
         return d
 
 

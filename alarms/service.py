@@ -41,6 +41,7 @@ from alarms.model import (
 )
 from alarms.mqtt import MqttBridge, MqttSettings
 from alarms.playbooks import PlaybookLibrary, load_playbooks
+from alarms.routing import page_summary, routing_labels
 from alarms.settings import alarms_section, mqtt_section
 from alarms.store import STATE_FILE, StateStore
 from alarms.tuning import AlarmTuning
@@ -69,6 +70,8 @@ class StationInfo:
     branch: str = ""
     power_feeder: str = ""
     heat_source: str = ""
+    estates: tuple[str, ...] = ()
+    service_centre: str = ""  # the crews serving the station (a pager routing label)
     # points a playbook step may write here (stations.yaml `control: {allow: [...]}`)
     control_allow: tuple[str, ...] = ()
 
@@ -145,6 +148,8 @@ class AlarmService:
                 branch=getattr(s, "branch", "") or "",
                 power_feeder=getattr(s, "power_feeder", "") or "",
                 heat_source=getattr(s, "heat_source", "") or "",
+                estates=tuple(getattr(s, "estates", ()) or ()),
+                service_centre=getattr(s, "service_centre", "") or "",
                 control_allow=tuple(getattr(getattr(s, "control", None), "allow", ()) or ()),
             )
             for s in config.stations
@@ -438,6 +443,7 @@ class AlarmService:
                 message_zh=rec.message_zh,
                 message_en=rec.message_en,
                 stations=rec.stations,
+                operator=rec.acked_by,  # an acked incident keeps its pager silence
             )
             out.append(self._page(t, "trigger")[1])
         return out
@@ -446,9 +452,11 @@ class AlarmService:
         rec = self.engine.records[t.alarm_id]
         pb = self.playbooks.for_kind(t.kind)
         info = self.stations.get(t.station)
-        where_zh = (info.name if info and info.name else t.subject) or self.site
+        name = info.name if info else ""
+        where_zh = (name or t.subject) or self.site
         title_zh = pb.title.zh if pb else t.kind
         title_en = pb.title.en if pb else t.kind
+        subject = t.station or t.subject
         ev = PagerEvent(
             incident_id=t.incident_id,
             alarm_id=t.alarm_id,
@@ -458,8 +466,11 @@ class AlarmService:
             subject=t.subject,
             severity=t.severity,
             action=action,  # type: ignore[arg-type]
-            summary_zh=f"{where_zh} {title_zh}：{t.message_zh}",
-            summary_en=f"{t.subject} {title_en}: {t.message_en}",
+            # the station named once: the messages begin with its id and name
+            summary_zh=page_summary(where_zh, title_zh, t.message_zh, subject, name),
+            summary_en=page_summary(
+                t.subject or self.site, title_en, t.message_en, subject, name, ": "
+            ),
             first_steps=pb.first_steps() if pb else [],
             starts_at=rec.incident_onset,
             ends_at=t.time if action == "resolve" else None,
@@ -470,6 +481,9 @@ class AlarmService:
             step_id=step_id,
             operator=t.operator,
             details={"cause": t.cause, "reason": t.reason, "state": str(t.to_state)},
+            routing=routing_labels(
+                t.station, t.stations, self.stations, pb.plan_section if pb else ""
+            ),
         )
         key = f"{t.incident_id}/{action}/{t.time:.3f}/{step_id}"
         return key, ev
