@@ -14,9 +14,9 @@ them as the dashboards expect and adds what needs no detector state:
   status grid has one value per station per tick, alarm or not;
 - `warming`: 1 while a station's loss rate is provisional. The series are written from
   the first tick: until the detector's own average judges a station, the loss rate is
-  the ratio of the make-up and circulating flows averaged over what the fleet frame
-  holds so far (the same ratio of averages, over a shorter span), flagged `warming=1`,
-  instead of a ~7-minute hole after every start.
+  the ratio of the make-up and circulating flows averaged since the detector started
+  (the same ratio of averages, over a shorter span; running sums, O(stations) a tick),
+  flagged `warming=1`, instead of a ~7-minute hole after every start.
 """
 
 from __future__ import annotations
@@ -59,31 +59,28 @@ def alarm_levels(station_ids: list[str], alarms: Iterable[Any]) -> np.ndarray:
     return level
 
 
-def provisional_loss_ratio(frame: FleetFrame) -> np.ndarray:
-    """[S] make-up / circulating flow over the ticks the frame holds (ratio of means over
-    ticks with both readings; NaN where the loop does not circulate)."""
-    vals, _ = frame.last(frame.filled)
-    mk = vals[:, _MK, :].astype(np.float64)
-    q = vals[:, _Q, :].astype(np.float64)
-    both = ~np.isnan(mk) & ~np.isnan(q)
-    n = both.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mk_mean = np.where(both, mk, 0.0).sum(axis=1) / n
-        q_mean = np.where(both, q, 0.0).sum(axis=1) / n
-        return np.where((n > 0) & (q_mean > 0), mk_mean / q_mean, np.nan)
-
-
 class DerivedWriter:
     """Turns the detector's derived arrays into the `derived` fields, tick by tick.
 
-    Holds one piece of state: which stations the detector has judged at least once, for
-    a detector that gives no `warming` mask of its own (a fresh Detector, after a reload
-    or a clock step, starts warming again).
+    Its state, reset with each fresh Detector (a reload or a clock step starts warming
+    again): which stations the detector has judged at least once (for a detector that
+    gives no `warming` mask of its own), and the running sums of make-up and circulating
+    flow behind the provisional loss rate.
     """
 
     def __init__(self) -> None:
         self._detector: Detector | None = None
         self._judged = np.zeros(0, dtype=bool)
+        self._sums = np.zeros((0, 2))  # [make-up, circulating] over ticks with both
+
+    def _provisional(self, latest: np.ndarray) -> np.ndarray:
+        """[S] make-up / circulating flow, each summed over the ticks since the detector
+        started that had both readings (NaN where the loop has not circulated)."""
+        x = latest[:, [_MK, _Q]].astype(np.float64)
+        both = ~np.isnan(x).any(axis=1)
+        self._sums[both] += x[both]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self._sums[:, 1] > 0, self._sums[:, 0] / self._sums[:, 1], np.nan)
 
     def fields(
         self,
@@ -96,16 +93,16 @@ class DerivedWriter:
         n = static.n
         if detector is not self._detector or len(self._judged) != n:
             self._detector, self._judged = detector, np.zeros(n, dtype=bool)
+            self._sums = np.zeros((n, 2))
+        latest = frame.latest()
+        provisional = self._provisional(latest)
         loss = _array(d.get("loss_rate_pct"), n) / 100.0
         if "warming" in d:
             warming = np.broadcast_to(np.asarray(d["warming"], dtype=bool), (n,)).copy()
         else:
             self._judged |= np.isfinite(loss)
             warming = ~self._judged
-        fill = warming & ~np.isfinite(loss)
-        if fill.any():
-            loss = np.where(fill, provisional_loss_ratio(frame), loss)
-        latest = frame.latest()
+        loss = np.where(warming & ~np.isfinite(loss), provisional, loss)
         with np.errstate(invalid="ignore"):
             heat = (
                 latest[:, _FLOW].astype(np.float64)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,14 @@ from stationd.historian.forwarder import Forwarder
 from stationd.historian.influx_check import resolve_secret
 from stationd.historian.influx_v1 import InfluxV1Sink
 from stationd.historian.influx_v2 import InfluxV2Sink
-from stationd.historian.lineproto import FleetEncoder, StationTags, encode_point, ms
+from stationd.historian.lineproto import (
+    FleetEncoder,
+    StationTags,
+    encode_point,
+    format_float,
+    ms,
+    tag_set,
+)
 from stationd.historian.queue import DiskQueue
 
 log = logging.getLogger(__name__)
@@ -124,6 +132,7 @@ class Historian:
         self._retention_task: asyncio.Task[None] | None = None
         self.lines_written = 0
         self.fields_written = 0
+        self._state_series: dict[tuple[str, str], str] = {}  # active incident -> series
 
     @classmethod
     def from_config(
@@ -230,16 +239,19 @@ class Historian:
         payload, lines, fields = self.encoder.derived(arrays, ms(tick_time))
         self._submit(payload, lines, fields)
 
-    def _alarm_point(self, get: Any, state: str, t: float, changed: bool) -> tuple[str, int]:
+    def _alarm_tags(self, get: Any) -> dict[str, str]:
         # One series per incident: its `state` values over time ARE the alarm's timeline
         # (a state name or cause as a tag would split it into a series per state).
-        tags = {
+        return {
             "site": self.site,
             "station": str(get("station", "") or get("subject", "")),
             "alarm": str(get("alarm_id", "") or ""),
             "finding": str(get("kind", "") or get("finding", "")),
             "incident": str(get("incident_id", "") or ""),
         }
+
+    def _alarm_point(self, get: Any, state: str, t: float, changed: bool) -> tuple[str, int]:
+        tags = self._alarm_tags(get)
         fields = {
             "state": STATE_CODES.get(state, -1),
             "severity": SEVERITY_RANK.get(str(get("severity", "") or ""), -1),
@@ -269,18 +281,34 @@ class Historian:
         """Measurement `alarm`, every tick: the state of each alarm that is not normal
         (alarms.engine.AlarmRecord or alike), on its incident's series, so a state
         timeline draws bars instead of slivers at the transitions and "active now" is
-        the last point of the last minutes, however long ago the alarm was raised."""
+        the last point of the last minutes, however long ago the alarm was raised.
+
+        Called every tick, in an alarm storm with a thousand records: each incident's
+        escaped series is built once and kept while the incident is active."""
+        ts = ms(tick_time)
         lines: list[str] = []
         fields = 0
+        series: dict[tuple[str, str], str] = {}
         for rec in records:
             get = rec.get if isinstance(rec, Mapping) else lambda k, d=None, r=rec: getattr(r, k, d)
             state = str(get("state", "") or "")
             if state in ("", "normal") or get("since", None) == tick_time:
                 continue  # normal, or changed this tick: its transition point is written
-            line, n = self._alarm_point(get, state, tick_time, False)
-            if line:
-                lines.append(line)
-                fields += n
+            key = (str(get("alarm_id", "") or ""), str(get("incident_id", "") or ""))
+            head = self._state_series.get(key)
+            if head is None:
+                head = "alarm" + tag_set(self._alarm_tags(get))
+            series[key] = head
+            parts = [f"state={STATE_CODES.get(state, -1)}"]
+            parts.append(f"severity={SEVERITY_RANK.get(str(get('severity', '') or ''), -1)}")
+            for name in ("value", "priority"):
+                v = get(name, None)
+                if v is not None and math.isfinite(v):
+                    parts.append(f"{name}={format_float(v)}")
+            parts.sort()
+            lines.append(f"{head} {','.join(parts)} {ts}")
+            fields += len(parts)
+        self._state_series = series  # only the incidents still active
         if lines:
             self._submit(("\n".join(lines) + "\n").encode(), len(lines), fields)
 
