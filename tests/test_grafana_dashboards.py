@@ -138,19 +138,7 @@ def fed(tmp_path_factory):
         samples = sum(len(parse_line(x.rstrip("\n")).fields) for x in lines)
         got = vm_wait_samples(vm, '{__name__=~"(station|derived|alarm|daemon)_.+"}', samples, 60)
         assert sum(len(s["values"]) for s in got) == samples
-        # /api/v1/export sees fresh rows before the query index does: wait for that too
-        want = len(got)
-        deadline = time.monotonic() + 30
-        while _vm_series_now(vm) < want:
-            assert time.monotonic() < deadline, "VictoriaMetrics never indexed the import"
-            time.sleep(0.2)
         yield ix, vm, facts
-
-
-def _vm_series_now(vm: VictoriaMetrics) -> int:
-    q = 'count({__name__=~"(station|derived|alarm|daemon)_.+"})'
-    r = _prom(vm, "/api/v1/query", query=q, time=str(time.time() + 1))
-    return int(float(r["data"]["result"][0]["value"][1])) if r["data"]["result"] else 0
 
 
 async def _run_daemon(ix: InfluxDB, tmp: Path) -> dict:
@@ -272,6 +260,17 @@ def _prom(vm: VictoriaMetrics, path: str, **params: str) -> dict:
         return json.loads(r.read())
 
 
+def _prom_data(vm: VictoriaMetrics, path: str, deadline_s: float = 15.0, **params: str) -> dict:
+    """The answer, once it holds data or the deadline passed: VictoriaMetrics makes a
+    fresh import searchable series by series, not all at once."""
+    end = time.monotonic() + deadline_s
+    while True:
+        r = _prom(vm, path, **params)
+        if r.get("status") != "success" or r["data"]["result"] or time.monotonic() > end:
+            return r
+        time.sleep(0.2)
+
+
 def _prom_sub(q: str, site: str, station: str) -> str:
     for var, value in {**PROM_VARS, "$site": site, "$station": station}.items():
         q = q.replace(var, value)
@@ -285,9 +284,9 @@ def test_every_promql_query_returns_data_from_the_same_history(fed):
     for dash, title, t in targets("victoriametrics"):
         q = _prom_sub(t["expr"], facts["site"], "hs002")
         if t.get("instant"):
-            r = _prom(vm, "/api/v1/query", query=q, time=str(now))
+            r = _prom_data(vm, "/api/v1/query", query=q, time=str(now))
         else:
-            r = _prom(
+            r = _prom_data(
                 vm,
                 "/api/v1/query_range",
                 query=q,
@@ -302,7 +301,7 @@ def test_every_promql_query_returns_data_from_the_same_history(fed):
     for name, d in load("victoriametrics").items():
         for a in d["annotations"]["list"]:
             q = _prom_sub(a["expr"], facts["site"], "hs002")
-            r = _prom(
+            r = _prom_data(
                 vm,
                 "/api/v1/query_range",
                 query=q,
@@ -337,5 +336,6 @@ def test_promql_names_only_series_and_labels_the_historian_writes(fed):
             assert label in labels, f"{dash}: legend label {label}"
     fleet_d = load("victoriametrics")["fleet-overview.json"]
     panel = next(p for p in fleet_d["panels"] if p["title"].startswith("当前报警"))
-    r = _prom(vm, "/api/v1/query", query=_prom_sub(panel["targets"][0]["expr"], facts["site"], ""))
+    q = _prom_sub(panel["targets"][0]["expr"], facts["site"], "")
+    r = _prom_data(vm, "/api/v1/query", query=q, time=str(time.time() + 1))
     assert float(r["data"]["result"][0]["value"][1]) == facts["active_metric"]
