@@ -59,11 +59,11 @@ class Dashboard:
 
 ALARM_STATES = {
     "0": ("正常 normal", "green"),
-    "1": ("未确认 unack", "red"),
-    "2": ("已确认 acked", "orange"),
+    "1": ("报警未确认 unack", "red"),
+    "2": ("报警已确认 acked", "orange"),
     "3": ("已恢复未确认 rtn_unack", "yellow"),
-    "4": ("搁置 shelved", "blue"),
-    "5": ("抑制 suppressed", "purple"),
+    "4": ("已搁置 shelved", "blue"),
+    "5": ("已抑制 suppressed", "purple"),
 }
 ALARM_LEVELS = {
     "0": ("正常 OK", "green"),
