@@ -48,20 +48,19 @@ STATE_NAMES: dict[AlarmState, StateName] = {
 assert set(STATE_NAMES) == set(AlarmState), "every state needs its names"
 
 
+_ZH: dict[str, str] = {s.value: n.zh for s, n in STATE_NAMES.items()}
+_CODE: dict[str, int] = {s.value: n.code for s, n in STATE_NAMES.items()}
+
+
 def state_zh(state: str) -> str:
     """The Chinese name of a state given by its value ('unack'); unknown text as it is."""
-    try:
-        return STATE_NAMES[AlarmState(state)].zh
-    except ValueError:
-        return state
+    return _ZH.get(str(state), str(state))
 
 
 def state_code(state: str) -> int:
-    """The historian code of a state given by its value; -1 for anything else."""
-    try:
-        return STATE_NAMES[AlarmState(state)].code
-    except ValueError:
-        return -1
+    """The historian code of a state given by its value; -1 for anything else (a dict
+    lookup: the historian writes every active alarm's state every tick)."""
+    return _CODE.get(str(state), -1)
 
 
 #: states in which the alarm's condition is present and an operator should see it
@@ -147,12 +146,18 @@ class PagerEvent:
     step_id: str = ""  # for "escalate": the playbook step whose deadline was missed
     operator: str = ""  # for "acknowledge": who acknowledged
     details: dict[str, Any] = field(default_factory=dict)
+    #: what crews are routed by (alarms.pager.routing.ROUTING_KEYS): branch, feeder,
+    #: heat_source, estate, service_centre, plan_section; empty ones left out
+    routing: dict[str, str] = field(default_factory=dict)
+    runbook_url: str = ""  # the playbook for people (pager.links.runbook_url)
+    console_url: str = ""  # the console or dashboard for this alarm (pager.links.console_url)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["stations"] = list(self.stations)
         d["first_steps"] = list(self.first_steps)
         d["details"] = dict(self.details)
+        d["routing"] = dict(self.routing)
         return d
 
 

@@ -321,6 +321,11 @@ class AlarmService:
         """Alarms not normal."""
         return len(self.engine.active())
 
+    def active_records(self) -> list[AlarmRecord]:
+        """Alarm records not normal, most urgent first (the historian writes their states
+        every tick; the derived `alarm_level` is the worst per station)."""
+        return self.engine.active()
+
     def active_alarms(self) -> list[dict[str, Any]]:
         """Every alarm not normal, most urgent first, as the MQTT alarm document."""
         return [self.alarm_payload(r) for r in self.engine.active()]

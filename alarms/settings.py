@@ -129,6 +129,10 @@ class StationFacts(Protocol):
     @property
     def heat_source(self) -> str: ...
     @property
+    def estates(self) -> Sequence[str]: ...
+    @property
+    def service_centre(self) -> str | None: ...
+    @property
     def control(self) -> _Allow: ...
 
 
@@ -165,6 +169,8 @@ class StationInfo:
     branch: str = ""
     power_feeder: str = ""
     heat_source: str = ""
+    estates: tuple[str, ...] = ()
+    service_centre: str = ""  # the crews serving the station (a pager routing label)
     # points a playbook step may write here (stations.yaml `control: {allow: [...]}`)
     control_allow: tuple[str, ...] = ()
 
@@ -177,5 +183,7 @@ class StationInfo:
             branch=station.branch,
             power_feeder=station.power_feeder,
             heat_source=station.heat_source,
+            estates=tuple(station.estates),
+            service_centre=station.service_centre or "",
             control_allow=tuple(station.control.allow),
         )

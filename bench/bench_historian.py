@@ -4,7 +4,8 @@
    influxdb-client Point objects built from the same array, in the same run.
 2. The disk queue's overhead per batch (put + fetch + ack), synchronous=FULL and NORMAL.
 3. Sustained write throughput into a real VictoriaMetrics through encoder -> disk queue
-   -> forwarder -> influxdb-client, in field values per second.
+   -> forwarder -> influxdb-client, in field values per second; then the same into a real
+   InfluxDB 1.x through the v1 sink (/write), as a ratio to VictoriaMetrics in the run.
 
     python bench/bench_historian.py [--stations 1000] [--ticks 60]
 """
@@ -31,7 +32,7 @@ from stationd import signals  # noqa: E402
 from stationd.historian import Historian  # noqa: E402
 from stationd.historian.lineproto import DECIMALS, FleetEncoder, StationTags  # noqa: E402
 from stationd.historian.queue import DiskQueue  # noqa: E402
-from tests.servers import start_victoria_metrics  # noqa: E402
+from tests.servers import start_influxdb, start_victoria_metrics  # noqa: E402
 
 
 def fleet(n: int) -> list[StationTags]:
@@ -120,29 +121,29 @@ def bench_queue(tmp: Path, n: int) -> None:
         )
 
 
-async def bench_vm(tmp: Path, n: int, ticks: int) -> None:
+async def _sustained(section: dict, tmp: Path, n: int, ticks: int) -> tuple[Historian, float, bool]:
+    h = Historian.from_config(section, "site1", fleet(n), tmp, registry=CollectorRegistry())
+    await h.start()
+    rng = np.random.default_rng(3)
+    frames = [plc_tick(rng, n) for _ in range(8)]
+    t0 = int(time.time()) - ticks
+    start = time.perf_counter()
+    for k in range(ticks):
+        h.write_tick(t0 + k, frames[k % len(frames)])
+        await asyncio.sleep(0)  # let the flusher and sender run between ticks
+    drained = await h.forwarder.wait_empty(300.0)
+    elapsed = time.perf_counter() - start
+    await h.stop()
+    return h, elapsed, drained
+
+
+async def bench_vm(tmp: Path, n: int, ticks: int) -> float:
     with start_victoria_metrics(tmp) as vm:
-        h = Historian.from_config(
-            {
-                "influxdb": {"url": vm.url, "batch_size": 5 * n, "flush_interval_s": 0.2},
-                "queue": {"drain_rate": 1000},
-            },
-            "site1",
-            fleet(n),
-            tmp / "state",
-            registry=CollectorRegistry(),
-        )
-        await h.start()
-        rng = np.random.default_rng(3)
-        frames = [plc_tick(rng, n) for _ in range(8)]
-        t0 = int(time.time()) - ticks
-        start = time.perf_counter()
-        for k in range(ticks):
-            h.write_tick(t0 + k, frames[k % len(frames)])
-            await asyncio.sleep(0)  # let the flusher and sender run between ticks
-        drained = await h.forwarder.wait_empty(300.0)
-        elapsed = time.perf_counter() - start
-        await h.stop()
+        section = {
+            "influxdb": {"url": vm.url, "batch_size": 5 * n, "flush_interval_s": 0.2},
+            "queue": {"drain_rate": 1000},
+        }
+        h, elapsed, drained = await _sustained(section, tmp / "state-vm", n, ticks)
         text = await asyncio.to_thread(_get, f"{vm.url}/metrics")
         inserted = next(
             float(line.split()[-1])
@@ -155,6 +156,25 @@ async def bench_vm(tmp: Path, n: int, ticks: int) -> None:
             f"{h.fields_written / elapsed:,.0f} values/s (target >= 100,000); "
             f"{h.forwarder.sent_batches} batches; drained={drained}; "
             f"VictoriaMetrics counted {inserted:,.0f} rows"
+        )
+        return h.fields_written / elapsed
+
+
+async def bench_influxdb1(tmp: Path, n: int, ticks: int, vm_rate: float) -> None:
+    """The same through the v1 sink (/write) into Debian's InfluxDB 1.6."""
+    with start_influxdb(tmp) as ix:
+        section = {
+            "influxdb": {"url": ix.url, "api": "v1", "db": ix.db, "token_env": None,
+                         "batch_size": 5 * n, "flush_interval_s": 0.2},
+            "queue": {"drain_rate": 1000},
+        }  # fmt: skip
+        h, elapsed, drained = await _sustained(section, tmp / "state-ix", n, ticks)
+        rate = h.fields_written / elapsed
+        print(f"sustained write into InfluxDB 1.x (/write) through the queue ({ticks} ticks):")
+        print(
+            f"  {h.fields_written} field values in {elapsed:.2f} s = {rate:,.0f} values/s "
+            f"= {rate / vm_rate:.2f}x VictoriaMetrics in this run; "
+            f"{h.forwarder.sent_batches} batches; drained={drained}"
         )
 
 
@@ -171,7 +191,8 @@ def main() -> int:
     bench_encoding(args.stations)
     with tempfile.TemporaryDirectory() as d:
         bench_queue(Path(d), args.stations)
-        asyncio.run(bench_vm(Path(d), args.stations, args.ticks))
+        vm_rate = asyncio.run(bench_vm(Path(d), args.stations, args.ticks))
+        asyncio.run(bench_influxdb1(Path(d), args.stations, args.ticks, vm_rate))
     return 0
 
 

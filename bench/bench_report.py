@@ -1,7 +1,7 @@
 """Daily-report benchmark: prints figures, asserts nothing.
 
 1. Decoding stored lines into the numpy chunk: the report's bulk decoder
-   (`stationd.report.data._parse_rows`) vs one `parse_fields()` call per line (the
+   (`stationd.historian.read_embedded.parse_rows`) vs one `parse_fields()` call per line (the
    baseline), on the same lines, in the same run.
 2. A whole 24-hour report from the embedded store: read + aggregate, then render (CSV,
    XLSX, HTML), for a synthetic fleet written by the historian's own encoder and sink.
@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from stationd import signals  # noqa: E402
 from stationd.historian.embedded import EmbeddedStore  # noqa: E402
 from stationd.historian.lineproto import FleetEncoder, StationTags, parse_fields  # noqa: E402
+from stationd.historian.read_embedded import EmbeddedReader, parse_rows  # noqa: E402
 from stationd.report.build import build_report, write_report  # noqa: E402
 from stationd.report.compute import StationInfo  # noqa: E402
-from stationd.report.data import EmbeddedSource, _parse_rows  # noqa: E402
 from stationd.report.period import period_for  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def main() -> None:
         lo = round(period.t0 * 1000)
         texts = [f for _s, _t, _st, f in store.rows(lo, lo + 3_600_000, "station")]
         t = time.perf_counter()
-        bulk = _parse_rows(texts)
+        bulk = parse_rows(texts)
         t_bulk = time.perf_counter() - t
         t = time.perf_counter()
         base = np.full((len(texts), signals.K), np.nan)
@@ -93,7 +93,7 @@ def main() -> None:
         # 2. a whole report
         cfg = SimpleNamespace(site=SimpleNamespace(id="bench", name="基准测试"), stations=[])
         infos = [StationInfo(i, f"换热站{i}", (f"小区{i}",), 100_000.0) for i in ids]
-        src = EmbeddedSource(Path(tmp) / "history.db", ids)
+        src = EmbeddedReader(Path(tmp) / "history.db", ids)
         t = time.perf_counter()
         rep = build_report(cfg, period, src, None, stations=infos)
         t_build = time.perf_counter() - t

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
-# (Python packages into .venv; mosquitto, victoria-metrics, prometheus-alertmanager and
+# (Python packages into .venv; mosquitto, victoria-metrics, prometheus-alertmanager, influxdb and
 # systemd's analyzer with apt-get when missing), lints, checks the import contracts
 # (import-linter), then runs pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-apt_install mosquitto victoria-metrics prometheus-alertmanager systemd
+apt_install mosquitto victoria-metrics prometheus-alertmanager influxdb systemd
 # Debian starts mosquitto as a service where systemd runs; the tests start their own
 # brokers on free ports and need none.
 

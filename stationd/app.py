@@ -25,7 +25,7 @@ from alarms.service import AlarmService, StationInfo
 from drivers.factory import make_driver
 from stationd import state
 from stationd.config import AnyStation, Config, shard_of
-from stationd.derived import derived_fields
+from stationd.derived import DerivedWriter
 from stationd.detect.engine import Detector
 from stationd.detect.static import FleetStatic
 from stationd.finding_stream import FindingChange, changes_from, log_changes
@@ -90,6 +90,7 @@ class Daemon:
         self.detector = Detector(self.static)
         # findings as last seen, per alarm id: the finding log names what an alarm is about
         self._seen: dict[str, Finding] = {}
+        self.derived = DerivedWriter()
         factory = driver_factory or (lambda st, c: make_driver(st, c.defaults))
         self.poller = Poller(self.cfg, self.frame, factory, on_tick=self._on_tick)  # type: ignore[arg-type]
         self.notifier = Notifier()
@@ -145,7 +146,6 @@ class Daemon:
         self._seen.update((f.alarm_id, f) for f in findings)
         # extras go as read, one array per station in its read order: no names per tick
         self.historian.write_tick(tick, self.frame.latest(), report.extras)
-        self.historian.write_derived(tick, derived_fields(self.detector, self.static, self.frame))
         transitions = []
         try:
             transitions = await self.alarms.on_tick(tick, findings)
@@ -154,6 +154,11 @@ class Daemon:
         # raise/clear is the alarm engine's decision; the finding log follows it
         changes = changes_from(transitions, self._seen)
         log_changes(changes)
+        active = self.alarms.active_records()
+        self.historian.write_derived(
+            tick, self.derived.fields(self.detector, self.static, self.frame, active)
+        )
+        self.historian.write_alarm_states(tick, active)
         for listener in self.listeners:
             try:
                 listener(tick, report, findings, changes)
@@ -229,6 +234,10 @@ class Daemon:
     @property
     def active_findings(self) -> Sequence[Finding]:
         return self.findings
+
+    @property
+    def historian_problem(self) -> str | None:
+        return self.historian.config_error
 
     def poll_stats(self) -> PollStats:
         return self.poller.stats()

@@ -14,6 +14,7 @@ from alarms.kpi import add_kpi_parser
 from stationd import state
 from stationd.config import ConfigError, load_config, summary
 from stationd.dispatch_cli import add_dispatch_parsers
+from stationd.historian.reader import READER_KINDS
 from stationd.report import add_report_parser
 
 DEFAULT_CONFIG = Path("config/stations.yaml")
@@ -92,10 +93,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from stationd.historian import export_main
+    from stationd.historian import export_main, open_reader
 
-    db = args.db or (state.resolve(args.state_dir) / "history.db")
-    return export_main(db, args.t_from, args.t_to, args.format, args.output)
+    cfg = None
+    if args.config is not None:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            for err in exc.errors:
+                print(err, file=sys.stderr)
+            return 2
+    state_dir = state.resolve(args.state_dir, cfg.state_dir if cfg is not None else None)
+    if args.db is not None or (cfg is None and args.source in ("auto", "embedded")):
+        return export_main(args.db or (state_dir / "history.db"), *_export_args(args))
+    site, ids, section = "", [], None
+    if cfg is not None:
+        site, ids, section = cfg.site.id, [s.id for s in cfg.stations], cfg.historian
+    try:
+        reader = open_reader(section, site, ids, state_dir, args.source, args.url)
+    except (ValueError, OSError) as exc:
+        print(f"stationd export: {exc}", file=sys.stderr)
+        return 2
+    return export_main(reader, *_export_args(args))
+
+
+def _export_args(args: argparse.Namespace) -> tuple[str | None, str | None, str, str]:
+    return args.t_from, args.t_to, args.format, args.output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,11 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--baseline-days", type=float, default=1.0, help="fault-free days per station")
     ev.set_defaults(func=cmd_evaluate)
 
-    ex = sub.add_parser("export", help="export history from the embedded store (lp or csv)")
+    ex = sub.add_parser(
+        "export",
+        help="export history (lp or csv) from the configured store: embedded, InfluxDB, "
+        "VictoriaMetrics",
+    )
+    ex.add_argument(
+        "--config", type=Path, default=None, help="read the store its historian: configures"
+    )
     ex.add_argument("--state-dir", type=Path, default=None, help=STATE_DIR_HELP)
     ex.add_argument(
-        "--db", type=Path, default=None, help="history.db (default: STATE_DIR/history.db)"
+        "--db",
+        type=Path,
+        default=None,
+        help="an embedded history.db (default: STATE_DIR/history.db)",
     )
+    ex.add_argument(
+        "--source",
+        choices=READER_KINDS,
+        default="auto",
+        help="history store (default: as configured)",
+    )
+    ex.add_argument("--url", default=None, help="server URL for --source influxql or vm")
     ex.add_argument("--from", dest="t_from", default=None, help="RFC 3339 or unix seconds")
     ex.add_argument("--to", dest="t_to", default=None)
     ex.add_argument("--format", choices=["lp", "csv"], default="lp")

@@ -50,6 +50,11 @@ class Observed(Protocol):
     @property
     def active_findings(self) -> Sequence[Finding]: ...
 
+    @property
+    def historian_problem(self) -> str | None:
+        """The database's refusal of our historian settings; None when fine."""
+        ...
+
     def poll_stats(self) -> PollStats: ...
 
     def extra_gauges(self) -> Iterable[tuple[str, float, str]]: ...
@@ -169,6 +174,13 @@ class HealthServer:
         )
 
     async def _readyz(self, _req: web.Request) -> web.Response:
+        # A historian that refuses our config loses nothing (the queue keeps it), but the
+        # box is not doing its job until a person fixes it: not ready, and say why.
+        problem = self.daemon.historian_problem
+        if problem:
+            return web.json_response(
+                {"status": "historian configuration error", "historian": problem}, status=503
+            )
         if self.daemon.ready.is_set():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "starting"}, status=503)

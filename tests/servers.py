@@ -93,9 +93,11 @@ receivers:
 
 
 @contextlib.contextmanager
-def start_alertmanager(tmp_path: Path, port: int | None = None) -> Iterator[Alertmanager]:
+def start_alertmanager(
+    tmp_path: Path, port: int | None = None, config: str | None = None
+) -> Iterator[Alertmanager]:
     """Debian's prometheus-alertmanager on a loopback port (a free one unless given),
-    with no cluster gossip."""
+    with no cluster gossip; `config` (YAML text) replaces the blackhole routing."""
     exe = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if exe is None:
         raise RuntimeError(
@@ -103,12 +105,12 @@ def start_alertmanager(tmp_path: Path, port: int | None = None) -> Iterator[Aler
         )
     base = tmp_path / "alertmanager"
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG, encoding="utf-8")
+    config_file = base / "alertmanager.yml"
+    config_file.write_text(ALERTMANAGER_CONFIG if config is None else config, "utf-8")
     port = free_port() if port is None else port
     cmd = [
         exe,
-        f"--config.file={config}",
+        f"--config.file={config_file}",
         f"--storage.path={base / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",  # empty: no gossip port, no peers
@@ -246,6 +248,108 @@ def start_victoria_metrics(tmp_path: Path, port: int | None = None) -> Iterator[
     url = f"http://127.0.0.1:{port}"
     with run_process(cmd, base / "victoria-metrics.log", f"{url}/health") as proc:
         yield VictoriaMetrics(url=url, port=port, data_dir=base / "data", proc=proc)
+
+
+# --- InfluxDB 1.x (Debian's influxd: the historian's v1 sink, InfluxQL read-back) ----------
+@dataclass(frozen=True)
+class InfluxDB:
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    base: Path  # config, data and log live under here
+    proc: subprocess.Popen[bytes]
+    db: str
+    username: str  # "" when auth is off
+    password: str
+
+
+INFLUXDB_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{base}/meta"
+  logging-enabled = false
+[data]
+  dir = "{base}/data"
+  wal-dir = "{base}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = {auth}
+  log-enabled = false
+  max-row-limit = 0
+[logging]
+  level = "warn"
+"""
+
+
+def influx_query(
+    ix: InfluxDB, q: str, *, db: str | None = None, post: bool = False, **params: str
+) -> dict:
+    """Run InfluxQL `q` on `ix` (as its admin when auth is on); the decoded JSON answer."""
+    import base64
+    import json
+    import urllib.parse
+
+    args = {"q": q, **({"db": db} if db else {}), **params}
+    data = urllib.parse.urlencode(args).encode()
+    url = f"{ix.url}/query"
+    req = (
+        urllib.request.Request(url, data=data, method="POST")
+        if post
+        else urllib.request.Request(f"{url}?{data.decode()}")
+    )
+    if ix.username:
+        cred = base64.b64encode(f"{ix.username}:{ix.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {cred}")
+    with urllib.request.urlopen(req, timeout=15) as r:
+        return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def start_influxdb(
+    tmp_path: Path,
+    port: int | None = None,
+    *,
+    db: str = "stations",
+    auth: bool = False,
+    username: str = "admin",
+    password: str = "s3cret-测试",
+) -> Iterator[InfluxDB]:
+    """Debian's influxd (1.x) on a loopback port with its data under tmp_path, database
+    `db` created. With `auth`, an admin user is created on first start. Start it again with
+    the same tmp_path and port to simulate an outage and recovery (data and users kept)."""
+    exe = shutil.which("influxd") or "/usr/bin/influxd"
+    if not Path(exe).exists():
+        raise RuntimeError("influxd not found: apt-get install influxdb")
+    base = tmp_path / "influxdb"
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port() if port is None else port
+    config = base / "influxdb.conf"
+    config.write_text(
+        INFLUXDB_CONFIG.format(
+            base=base, port=port, rpc_port=free_port(), auth="true" if auth else "false"
+        ),
+        encoding="utf-8",
+    )
+    url = f"http://127.0.0.1:{port}"
+    with run_process([exe, "-config", str(config)], base / "influxd.log", f"{url}/ping") as proc:
+        ix = InfluxDB(url, port, base, proc, db, username if auth else "", password)
+        if auth:
+            first = not (base / "users-created").exists()
+            if first:
+                # the first admin may be created without credentials (InfluxDB 1.x rule)
+                influx_query(
+                    InfluxDB(url, port, base, proc, db, "", ""),
+                    f"CREATE USER {username} WITH PASSWORD '{password}' WITH ALL PRIVILEGES",
+                    post=True,
+                )
+                (base / "users-created").touch()
+        influx_query(ix, f'CREATE DATABASE "{db}"', post=True)
+        yield ix
 
 
 # --- OPC UA (in-process asyncua server; drivers' tests) -------------------------------------

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from stationd.derived import derived_fields
+from stationd.derived import DerivedWriter
 from stationd.detect.engine import Detector
 from stationd.detect.thresholds import Thresholds
 from stationd.frame import FleetFrame
@@ -27,7 +27,7 @@ def _at(hour: int, indoor: list[float]) -> np.ndarray:
     v[:, SIG["indoor_temp"]] = indoor
     feed(frame, t, v)
     det.step(frame)
-    return derived_fields(det, st, frame)["indoor_at_standard"]
+    return DerivedWriter().fields(det, st, frame)["indoor_at_standard"]
 
 
 def test_indoor_at_standard_by_day_and_with_the_night_setback():

@@ -759,9 +759,10 @@ def test_week_kpi_fields_reach_victoria_metrics_and_feed_the_dashboard(week: Wee
     assert render_text(r).startswith("报警系统指标")
 
     dash = json.loads(
-        (Path(__file__).parent.parent / "config/grafana/dashboards/alarm-kpis.json").read_text(
-            encoding="utf-8"
-        )
+        (
+            Path(__file__).parent.parent
+            / "config/grafana/dashboards/victoriametrics/alarm-kpis.json"
+        ).read_text(encoding="utf-8")
     )
     with start_victoria_metrics(tmp_path) as vm:
 
@@ -788,7 +789,7 @@ def test_week_kpi_fields_reach_victoria_metrics_and_feed_the_dashboard(week: Wee
         for p in dash["panels"]:
             assert p["datasource"]["uid"] == "stationd-vm"
             for t in p["targets"]:
-                q = t["expr"].replace("$site", SITE)
+                q = t["expr"].replace("$site", SITE).replace("$__interval", "10m")
                 names = set(re.findall(r"\bdaemon_[a-z0-9_]+", q))
                 assert names and names <= {f"daemon_{k}" for k in fields}, q
                 url = f"{vm.url}/api/v1/query_range?" + urllib.parse.urlencode(

@@ -36,8 +36,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def _pager(am: Alertmanager, **extra: Any) -> Pager:
-    return Pager.from_config({"alertmanager": {"url": am.url, **extra}})
+def _pager(am: Alertmanager, links: dict[str, str] | None = None, **extra: Any) -> Pager:
+    return Pager.from_config({"alertmanager": {"url": am.url, **extra}, "links": links or {}})
 
 
 async def _alerts(
@@ -78,8 +78,13 @@ async def test_alert_with_chinese_labels_appears_with_the_plan_labels(
         station="",
         subject="北一支线",
         stations=("hs001", "hs002"),
+        routing={"branch": "北一支线", "heat_source": "北郊热源厂", "plan_section": "6.2"},
     )
-    async with _pager(alertmanager) as pager:
+    links = {
+        "runbook_url": "https://wiki.example/预案/{playbook}",
+        "console_url": "https://grafana.example/d/x?var-subject={subject}",
+    }
+    async with _pager(alertmanager, links=links) as pager:
         pager.notify(event)
         (alert,) = await _wait_alerts(http, alertmanager, incident, lambda a: len(a) == 1)
     assert alert["labels"] == {
@@ -88,7 +93,16 @@ async def test_alert_with_chinese_labels_appears_with_the_plan_labels(
         "subject": "北一支线",
         "severity": "critical",
         "incident": incident,
+        "playbook": "7.1",
+        "branch": "北一支线",
+        "heat_source": "北郊热源厂",
+        "plan_section": "6.2",
     }
+    assert alert["annotations"]["runbook_url"] == "https://wiki.example/预案/7.1"
+    assert (
+        alert["generatorURL"]
+        == "https://grafana.example/d/x?var-subject=%E5%8C%97%E4%B8%80%E6%94%AF%E7%BA%BF"
+    )
     ann = alert["annotations"]
     assert ann["summary"] == event.summary_zh
     assert ann["summary_en"] == event.summary_en

@@ -127,7 +127,9 @@ def test_alert_labels_hold_nothing_replica_specific() -> None:
     a = alert_labels(pager_event(starts_at=100.0, value=0.08))
     b = alert_labels(pager_event(starts_at=101.0, value=0.09))
     assert a == b
-    assert set(a) == {"alertname", "site", "station", "subject", "severity", "incident"}
+    assert set(a) == {"alertname", "site", "station", "subject", "severity", "incident", "playbook"}
+    routed = alert_labels(pager_event(routing={"branch": "东一支线", "service_centre": "东城"}))
+    assert routed["branch"] == "东一支线" and routed["service_centre"] == "东城"
 
 
 def test_webhook_headers_from_a_credential_file(tmp_path) -> None:

@@ -32,6 +32,7 @@ from stationd import signals
 from stationd.config import Config, load_config
 from stationd.historian import Historian
 from stationd.historian.lineproto import DECIMALS
+from stationd.historian.read_vm import VictoriaMetricsReader
 from stationd.report import (
     ReportScheduler,
     build_report,
@@ -39,7 +40,7 @@ from stationd.report import (
     period_for,
     write_report,
 )
-from stationd.report.data import VictoriaMetricsSource, open_source
+from stationd.report.data import open_source
 from stationd.report.main import report_main
 from tests.servers import start_victoria_metrics, vm_wait_samples
 from tools.simulate_station.plant import Plant
@@ -542,7 +543,7 @@ async def test_report_from_victoria_metrics_matches_the_embedded_one(sim, report
             vm_wait_samples, vm, '{__name__="station_makeup_total"}', n_total, 30.0
         )
         assert sum(len(s["values"]) for s in series) == n_total
-        src = VictoriaMetricsSource(vm.url, cfg.site.id, [st.id for st in cfg.stations])
+        src = VictoriaMetricsReader(vm.url, cfg.site.id, [st.id for st in cfg.stations])
         vm_report = await asyncio.to_thread(build_report, cfg, report.period, src, None)
     a, b = vm_report.hourly, report.hourly
     np.testing.assert_allclose(a.means, b.means, rtol=1e-12, equal_nan=True)

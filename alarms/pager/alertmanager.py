@@ -2,7 +2,11 @@
 
 Alertmanager identifies an alert by the fingerprint of its labels, so the labels carry
 only what is the same on every replica daemon (finding kind, site, station, subject,
-severity, incident id) and two replicas fold into one alert. Like Prometheus, we send an
+severity, incident id, and the routing labels crews are dispatched by: branch, feeder,
+heat source, estate, service centre, playbook, plan section — all from the config) and
+two replicas fold into one alert. The playbook's runbook link is the `runbook_url`
+annotation, the console or dashboard the alert's `generatorURL`. An ack in stationd
+silences the incident (alarms/pager_silences.py) until it clears. Like Prometheus, we send an
 explicit `endsAt` a few re-send periods ahead and re-send active alerts every period:
 if this daemon dies, Alertmanager resolves its alerts on its own instead of paging
 forever; a resolve is the same alert with `endsAt` set to the resolve time.
@@ -22,6 +26,7 @@ from alarms.model import PagerEvent
 from alarms.pager.config import AlertmanagerConfig
 from alarms.pager.delivery import HttpSink, RetryPolicy, cancel_and_wait, rfc3339
 from alarms.pager.resolved import ResolvedIncidents
+from alarms.pager.silences import Silences
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ def alert_labels(event: PagerEvent) -> dict[str, str]:
         "subject": event.subject,
         "severity": event.severity,
         "incident": event.incident_id,
+        "playbook": event.playbook_id,
+        **event.routing,
     }
     # An empty label is the same as no label to Alertmanager; leave it out (fleet alarms
     # have no station).
@@ -56,6 +63,7 @@ def alert_annotations(event: PagerEvent) -> dict[str, str]:
         "alarm_id": event.alarm_id,
         "station_name": event.station_name,
         "stations": ",".join(event.stations),
+        "runbook_url": event.runbook_url,
     }
     if event.action == "acknowledge" and event.operator:
         ann["acknowledged_by"] = event.operator
@@ -69,6 +77,7 @@ class _Active:
     labels: dict[str, str]
     annotations: dict[str, str]
     starts_at: float
+    generator_url: str = ""
 
 
 class AlertmanagerAdapter:
@@ -100,6 +109,11 @@ class AlertmanagerAdapter:
         self._active: dict[str, _Active] = {}
         self._resolved = ResolvedIncidents()
         self._resend_task: asyncio.Task[None] | None = None
+        self.silences: Silences | None = (
+            Silences(urls, ttl_s=config.ack_silence_s, timeout_s=config.timeout_s, retry=retry)
+            if config.silence_on_ack
+            else None
+        )
 
     @property
     def active_incidents(self) -> list[str]:
@@ -113,15 +127,25 @@ class AlertmanagerAdapter:
             if old is None:
                 # Not known here (e.g. raised before a restart): the labels rebuild the same
                 # fingerprint, which is all Alertmanager needs to resolve it.
-                old = _Active(alert_labels(event), alert_annotations(event), event.starts_at)
+                old = _Active(
+                    alert_labels(event),
+                    alert_annotations(event),
+                    event.starts_at,
+                    event.console_url,
+                )
             self._resolved.add(iid)
             ends = event.ends_at if event.ends_at is not None else now
             self._offer(old, ends, iid)
+            if self.silences is not None:
+                # found by its matcher, so a silence made before a restart goes too
+                self.silences.cleared(iid)
             return
         if event.action != "trigger" and iid in self._resolved:
             log.info("pager alertmanager: %s for resolved incident=%s not sent", event.action, iid)
             return
-        new = _Active(alert_labels(event), alert_annotations(event), event.starts_at)
+        new = _Active(
+            alert_labels(event), alert_annotations(event), event.starts_at, event.console_url
+        )
         old = self._active.get(iid)
         if old is not None:
             # Earlier notes (who acknowledged, which step escalated) stay on the alert.
@@ -136,12 +160,18 @@ class AlertmanagerAdapter:
         self._resolved.discard(iid)
         self._active[iid] = new
         self._offer(new, now + self._ttl(), iid)
+        if event.action == "acknowledge" and self.silences is not None:
+            # a dispatcher has taken it: no more re-notification until it clears
+            self.silences.acknowledged(iid, event.operator)
 
     def restore(self, event: PagerEvent) -> None:
         """Adopt an incident that is still active after a daemon restart, so it keeps
-        being re-sent (else Alertmanager would let it time out while the alarm stands)."""
+        being re-sent (else Alertmanager would let it time out while the alarm stands);
+        an acknowledged one keeps (or gets back) its silence."""
         if event.action != "resolve":
             self.notify(event)
+            if event.details.get("state") == "acked" and self.silences is not None:
+                self.silences.acknowledged(event.incident_id, event.operator)
 
     def resend(self) -> int:
         """Re-post every active alert with a fresh `endsAt`; returns how many were queued.
@@ -149,6 +179,8 @@ class AlertmanagerAdapter:
         A peer whose outbox is still busy is skipped (it is slow or down): the queued
         items already carry the alerts, and piling re-sends on them would only cause drops.
         """
+        if self.silences is not None:
+            self.silences.renew()
         sinks = [s for s in self.sinks if s.idle]
         if not sinks or not self._active:
             return 0
@@ -160,6 +192,8 @@ class AlertmanagerAdapter:
     async def start(self) -> None:
         for sink in self.sinks:
             await sink.start()
+        if self.silences is not None:
+            await self.silences.start()
         if self._resend_task is None:
             self._resend_task = asyncio.create_task(
                 self._resend_loop(), name="pager-alertmanager-resend"
@@ -169,7 +203,10 @@ class AlertmanagerAdapter:
         if self._resend_task is not None:
             await cancel_and_wait(self._resend_task)
             self._resend_task = None
-        await asyncio.gather(*(sink.stop(deadline_s) for sink in self.sinks))
+        await asyncio.gather(
+            *(sink.stop(deadline_s) for sink in self.sinks),
+            *([self.silences.stop(deadline_s)] if self.silences is not None else []),
+        )
 
     def _ttl(self) -> float:
         return ENDS_AT_PERIODS * self.config.resend_interval_s
@@ -184,6 +221,8 @@ class AlertmanagerAdapter:
             # Alertmanager refuses an end before the start (a clock step, a late resolve).
             "endsAt": rfc3339(max(ends_at, alert.starts_at)),
         }
+        if alert.generator_url:
+            body["generatorURL"] = alert.generator_url
         for sink in self.sinks if sinks is None else sinks:
             sink.offer(body, iid)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -60,6 +61,11 @@ class AlertmanagerConfig(DeliveryConfig):
     # Alertmanager cluster: every alert goes to every peer, as Prometheus sends them
     url: HttpUrl | list[HttpUrl]
     resend_interval_s: float = Field(60.0, gt=0, le=3600)
+    # An ack in stationd silences the incident here (no re-notification of someone who
+    # has taken it) until it clears; the silence lives this long and is renewed while
+    # the incident stays acknowledged, so one left by a dead daemon expires by itself.
+    silence_on_ack: bool = True
+    ack_silence_s: float = Field(12 * 3600.0, ge=60, le=7 * 86400)
 
     @property
     def urls(self) -> list[str]:
@@ -175,11 +181,51 @@ def _read_secret(
         raise ValueError(f"{what}: cannot read {where}: {exc}") from exc
 
 
+#: what a link template may name: {site} {station} {subject} {kind} {incident} {alarm_id}
+#: {playbook} {plan_section} (each URL-quoted)
+LINK_FIELDS = frozenset(
+    {"site", "station", "subject", "kind", "incident", "alarm_id", "playbook", "plan_section"}
+)
+
+
+def _link_template(value: str | None) -> str | None:
+    if value is None:
+        return None
+    _http_url(value.split("{", 1)[0] or "x")  # the fixed head is an http(s) URL
+    names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    unknown = names - LINK_FIELDS
+    if unknown:
+        raise ValueError(
+            f"link template {value!r} names {sorted(unknown)}; it may use "
+            + " ".join(f"{{{n}}}" for n in sorted(LINK_FIELDS))
+        )
+    return value
+
+
+LinkTemplate = Annotated[str | None, AfterValidator(_link_template)]
+
+
+class LinksConfig(_Model):
+    """Links every page carries, as URL templates: the playbook for people (Alertmanager
+    annotation `runbook_url`, PagerDuty link) and the console or dashboard for the alarm
+    (Alertmanager `generatorURL`, PagerDuty link), e.g.
+    `https://grafana.dispatch.local/d/stationd-station?var-station={station}`."""
+
+    runbook_url: LinkTemplate = None
+    console_url: LinkTemplate = None
+
+    def render(self, template: str | None, values: Mapping[str, str]) -> str:
+        if not template:
+            return ""
+        return template.format(**{k: quote(values.get(k, ""), safe="") for k in LINK_FIELDS})
+
+
 class PagerConfig(_Model):
     """The `pager:` section; every adapter is optional, none configured means no paging."""
 
     alertmanager: AlertmanagerConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     webhook: WebhookConfig | None = None
+    links: LinksConfig = LinksConfig()
     # how long stop() waits for queued events to go out before dropping them
     drain_timeout_s: float = Field(5.0, ge=0, le=300)

@@ -9,6 +9,7 @@ lead's wiring: `pager = Pager.from_config(config.pager)`, `await pager.start()`,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from alarms.model import PagerEvent
 from alarms.pager.alertmanager import AlertmanagerAdapter
-from alarms.pager.config import PagerConfig
+from alarms.pager.config import LinksConfig, PagerConfig
 from alarms.pager.delivery import DeliveryCounters, HttpSink
 from alarms.pager.pagerduty import PagerDutyAdapter
 from alarms.pager.webhook import WebhookAdapter
@@ -40,12 +41,19 @@ class PagerAdapter(Protocol):
 class Pager:
     """Owns the adapters; start them, fan events out, stop them draining."""
 
-    def __init__(self, adapters: Sequence[PagerAdapter], *, drain_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        adapters: Sequence[PagerAdapter],
+        *,
+        drain_timeout_s: float = 5.0,
+        links: LinksConfig | None = None,
+    ) -> None:
         names = [a.name for a in adapters]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate pager adapter names: {names}")
         self.adapters: tuple[PagerAdapter, ...] = tuple(adapters)
         self.drain_timeout_s = drain_timeout_s
+        self.links = links or LinksConfig()
         self.render_errors = 0  # events an adapter could not even turn into a request
         self._started = False
         self._stopped = False
@@ -73,10 +81,32 @@ class Pager:
             adapters.append(PagerDutyAdapter(config.pagerduty, key))
         if config.webhook is not None:
             adapters.append(WebhookAdapter(config.webhook, config.webhook.headers(environ)))
-        return cls(adapters, drain_timeout_s=config.drain_timeout_s)
+        return cls(adapters, drain_timeout_s=config.drain_timeout_s, links=config.links)
+
+    def with_links(self, event: PagerEvent) -> PagerEvent:
+        """The event with its runbook and console links filled in from `pager.links`."""
+        lk = self.links
+        if not (lk.runbook_url or lk.console_url) or event.runbook_url or event.console_url:
+            return event
+        values = {
+            "site": event.site,
+            "station": event.station,
+            "subject": event.subject,
+            "kind": event.kind,
+            "incident": event.incident_id,
+            "alarm_id": event.alarm_id,
+            "playbook": event.playbook_id,
+            "plan_section": event.routing.get("plan_section", ""),
+        }
+        return dataclasses.replace(
+            event,
+            runbook_url=lk.render(lk.runbook_url, values),
+            console_url=lk.render(lk.console_url, values),
+        )
 
     def notify(self, event: PagerEvent) -> None:
         """Queue the event on every adapter; never blocks, never raises."""
+        event = self.with_links(event)
         for adapter in self.adapters:
             try:
                 adapter.notify(event)
@@ -103,7 +133,7 @@ class Pager:
         Returns how many events were adopted.
         """
         n = 0
-        for event in events:
+        for event in map(self.with_links, events):
             for adapter in self.adapters:
                 if isinstance(adapter, AlertmanagerAdapter) and event.action != "resolve":
                     adapter.restore(event)

@@ -3,7 +3,10 @@
 Each incident is one PagerDuty alert keyed by `dedup_key` = the incident id, which is
 the same on both replica daemons, so their events fold into one alert. An escalation
 (a playbook deadline missed) is a new `trigger` on the same key with the raised
-severity: PagerDuty applies it to the open alert. The request format follows the
+severity: PagerDuty applies it to the open alert. Custom details carry the routing
+facts Alertmanager gets as labels (branch, feeder, heat source, estate, service centre,
+plan section) and the runbook and console links, which also go in `links`. The request
+format follows the
 published Events API v2 reference; `alarms/schemas/pagerduty_event_v2.json` is its
 JSON Schema, used by the tests.
 """
@@ -73,7 +76,13 @@ def pagerduty_event(event: PagerEvent, routing_key: str) -> dict[str, Any]:
         "summary_en": event.summary_en,
         "playbook_id": event.playbook_id,
         "first_steps": list(event.first_steps),
+        # the same routing facts Alertmanager gets as labels, and the same links
+        **event.routing,
     }
+    if event.runbook_url:
+        details["runbook_url"] = event.runbook_url
+    if event.console_url:
+        details["console_url"] = event.console_url
     if event.step_id:
         details["escalated_step"] = event.step_id
     if event.details:
@@ -91,6 +100,18 @@ def pagerduty_event(event: PagerEvent, routing_key: str) -> dict[str, Any]:
         "custom_details": details,
     }
     body["client"] = "stationd"
+    links = [
+        {"href": url, "text": text}
+        for url, text in (
+            (event.runbook_url, "预案 playbook"),
+            (event.console_url, "调度台 console"),
+        )
+        if url
+    ]
+    if links:
+        body["links"] = links
+    if event.console_url:
+        body["client_url"] = event.console_url
     return body
 
 

@@ -24,6 +24,7 @@ from alarms.batch import Batch
 from alarms.engine import AlarmEngine
 from alarms.hooks import call_hooks
 from alarms.model import AlarmState, PagerEvent, Transition
+from alarms.pager.routing import page_summary, routing_labels
 from alarms.playbooks import PlaybookLibrary
 from alarms.settings import StationInfo
 from alarms.store import StateStore
@@ -72,7 +73,9 @@ class PagingStage:
         rec = self.engine.records[t.alarm_id]
         pb = self.playbooks().for_kind(t.kind)
         info = self.stations().get(t.station)
-        where_zh = (info.name if info and info.name else t.subject) or self.site
+        name = info.name if info else ""
+        where_zh = (name or t.subject) or self.site
+        subject = t.station or t.subject
         ev = PagerEvent(
             incident_id=t.incident_id,
             alarm_id=t.alarm_id,
@@ -82,8 +85,18 @@ class PagingStage:
             subject=t.subject,
             severity=t.severity,
             action=action,  # type: ignore[arg-type]
-            summary_zh=f"{where_zh} {pb.title.zh if pb else t.kind}：{t.message_zh}",
-            summary_en=f"{t.subject} {pb.title.en if pb else t.kind}: {t.message_en}",
+            # the station named once: the messages begin with its id and name
+            summary_zh=page_summary(
+                where_zh, pb.title.zh if pb else t.kind, t.message_zh, subject, name
+            ),
+            summary_en=page_summary(
+                t.subject or self.site,
+                pb.title.en if pb else t.kind,
+                t.message_en,
+                subject,
+                name,
+                ": ",
+            ),
             first_steps=pb.first_steps() if pb else [],
             starts_at=rec.incident_onset,
             ends_at=t.time if action == "resolve" else None,
@@ -94,6 +107,9 @@ class PagingStage:
             step_id=step_id,
             operator=t.operator,
             details={"cause": t.cause, "reason": t.reason, "state": str(t.to_state)},
+            routing=routing_labels(
+                t.station, t.stations, self.stations(), pb.plan_section if pb else ""
+            ),
         )
         return f"{t.incident_id}/{action}/{t.time:.3f}/{step_id}", ev
 
@@ -121,6 +137,7 @@ class PagingStage:
                 message_zh=rec.message_zh,
                 message_en=rec.message_en,
                 stations=rec.stations,
+                operator=rec.acked_by,  # an acked incident keeps its pager silence
             )
             out.append(self.page(t, "trigger")[1])
         return out

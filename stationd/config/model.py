@@ -85,6 +85,8 @@ class StationBase(_Model):
     branch: str = Field(min_length=1)
     power_feeder: str = Field(min_length=1)
     heat_source: str = "main"
+    # the service centre (服务中心) whose crews serve the station: a pager routing label
+    service_centre: str | None = Field(None, min_length=1)
     extras: tuple[str, ...] = ()  # names in `tags` that are not canonical signals
     thresholds: Thresholds = Thresholds()
     curve: HeatingCurve = HeatingCurve()

@@ -9,6 +9,12 @@ current values immediately while history fills in behind them. A failed send kee
 batch and backs off (capped, jittered); the sink is the only thing retried and the queue
 the only retry memory.
 
+Two kinds of failure are told apart: "unreachable" (network, 5xx: `outage_since`) and
+"configuration error" (the server answered and refuses our settings: `config_error`,
+logged once per distinct answer, `stationd_historian_config_error` = 1, readiness false).
+Both keep the data on disk. At start the sink's `check()` (when it has one) asks the
+server whether the configured API, credentials and target work, and says so.
+
 Disk and network work run on two dedicated threads (one owns the SQLite connection, one
 the sink), so the event loop never blocks and a slow database never stalls the queue.
 """
@@ -27,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from stationd.historian.queue import Batch, DiskQueue
-from stationd.historian.sink import RejectedError, RetryableError, Sink
+from stationd.historian.sink import ConfigurationError, RejectedError, RetryableError, Sink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +78,13 @@ class ForwarderMetrics:
         )
         self.up = Gauge(
             "stationd_historian_up", "1 when the last send succeeded", ["queue"], registry=registry
+        )
+        self.config_error = Gauge(
+            "stationd_historian_config_error",
+            "1 while the database refuses our configuration (wrong API, credentials, "
+            "database/bucket): data is kept on disk until it is fixed",
+            ["queue"],
+            registry=registry,
         )
 
     @classmethod
@@ -121,6 +134,10 @@ class Forwarder:
         self.send_failures = 0
         self.dropped_pending_lines = 0
         self.outage_since: float | None = None
+        #: the server's refusal of our settings, with what to change; None when accepted
+        self.config_error: str | None = None
+        #: what the sink's start-up check found ("InfluxDB 1.6.7, api v1 ..."), if it ran
+        self.server: str | None = None
         m = ForwarderMetrics.for_registry(registry if registry is not None else REGISTRY)
         self._m = {
             "sent_batches": m.sent_batches.labels(self.name),
@@ -129,7 +146,10 @@ class Forwarder:
             "failures": m.send_failures.labels(self.name),
             "dropped_pending": m.dropped_pending.labels(self.name),
         }
-        m.up.labels(self.name).set_function(lambda: 0.0 if self.outage_since else 1.0)
+        m.up.labels(self.name).set_function(
+            lambda: 0.0 if self.outage_since or self.config_error else 1.0
+        )
+        m.config_error.labels(self.name).set_function(lambda: 1.0 if self.config_error else 0.0)
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,7 +167,7 @@ class Forwarder:
             await asyncio.gather(flusher, return_exceptions=True)
         await self.flush()
         if sender is not None:
-            if self.outage_since is None:
+            if self.outage_since is None and self.config_error is None:
                 await self.wait_empty(drain_timeout_s)
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -218,10 +238,30 @@ class Forwarder:
                 )
 
     # -- sending -------------------------------------------------------------------------
+    async def _check_sink(self) -> None:
+        """Ask the server whether our config works, once at start (the sends that follow
+        report the same problems if it does not; this only says so before the first)."""
+        check = getattr(self.sink, "check", None)
+        if check is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            self.server = await loop.run_in_executor(self._sx, check)
+        except ConfigurationError as e:
+            self._on_config_error(e)
+        except RetryableError as e:
+            self._on_failure(e)
+        except Exception as e:  # a sink bug: the sends will tell more
+            log.exception("historian %s: start-up check failed", self.name)
+            self._on_failure(e)
+        else:
+            log.info("historian %s: server accepts our config: %s", self.name, self.server)
+
     async def _sender(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = self.backoff_initial_s
         next_backlog = 0.0
+        await self._check_sink()
         while True:
             # cleared before looking, so a batch queued meanwhile still wakes the wait below
             self._enqueued.clear()
@@ -246,6 +286,11 @@ class Forwarder:
                 continue
             try:
                 await loop.run_in_executor(self._sx, self.sink.write, batch.payload)
+            except ConfigurationError as e:
+                self._on_config_error(e)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2.0, self.backoff_max_s)
+                continue
             except RetryableError as e:
                 self._on_failure(e)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
@@ -277,6 +322,23 @@ class Forwarder:
             if backlog:
                 next_backlog = max(next_backlog, loop.time()) + 1.0 / self.drain_rate
 
+    def _on_config_error(self, e: ConfigurationError) -> None:
+        self.send_failures += 1
+        self._m["failures"].inc()
+        msg = str(e)
+        if msg != self.config_error:
+            # once per distinct answer: a person must act, repeating it helps nobody
+            log.error(
+                "historian %s: CONFIGURATION ERROR, keeping data on disk (%d batches queued) "
+                "until it is fixed / 历史库配置错误, 数据暂存本地: %s",
+                self.name,
+                self.queue.depth,
+                msg,
+            )
+        self.config_error = msg
+        # it answered, so it is not an outage
+        self.outage_since = None
+
     def _on_failure(self, e: Exception) -> None:
         self.send_failures += 1
         self._m["failures"].inc()
@@ -291,6 +353,14 @@ class Forwarder:
             )
 
     def _on_success(self, batch: Batch) -> None:
+        if self.config_error is not None:
+            log.warning(
+                "historian %s: the database accepts our writes now; draining %d queued batches "
+                "/ 历史库配置问题已解决, 补传积压数据",
+                self.name,
+                self.queue.depth,
+            )
+            self.config_error = None
         self.sent_batches += 1
         self.sent_lines += batch.lines
         self._m["sent_batches"].inc()

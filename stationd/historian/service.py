@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,20 @@ from prometheus_client import CollectorRegistry
 
 from alarms.model import state_code
 from stationd.findings import SEVERITY_RANK
-from stationd.historian.config import HistorianConfig
+from stationd.historian.config import HistorianConfig, InfluxSection
 from stationd.historian.embedded import EmbeddedStore
 from stationd.historian.forwarder import Forwarder
-from stationd.historian.influx import InfluxSink, resolve_token
-from stationd.historian.lineproto import FleetEncoder, StationTags, encode_point, ms
+from stationd.historian.influx_check import resolve_secret
+from stationd.historian.influx_v1 import InfluxV1Sink
+from stationd.historian.influx_v2 import InfluxV2Sink
+from stationd.historian.lineproto import (
+    FleetEncoder,
+    StationTags,
+    encode_point,
+    format_float,
+    ms,
+    tag_set,
+)
 from stationd.historian.queue import DiskQueue
 
 log = logging.getLogger(__name__)
@@ -52,7 +62,38 @@ DERIVED_FIELDS: dict[str, str] = {
     "curve_deviation_c": "secondary supply minus the heating curve, °C / 供温偏离曲线",
     "heat_power_kw": "heat delivered, kW / 供热功率",
     "indoor_at_standard": "1 = room at the indoor standard, 0 = below (avg = share) / 室温达标",
+    "warming": "1 = the loss rate is provisional (averages warming up after a start) / 预热中",
+    "primary_curve_deficit_c": "primary supply below the heat source's curve, °C / 一次供温不足",
+    "alarm_level": "worst active alarm: 0 none, 1 notice .. 4 critical / 最高报警级别",
 }
+
+
+def make_influx_sink(ix: InfluxSection) -> InfluxV1Sink | InfluxV2Sink:
+    """The sink for `historian.influxdb`, by its `api` (secrets read now, so a missing
+    credential file fails at start with its path named)."""
+    token = resolve_secret(ix.token_env, ix.token_file, "token")
+    if ix.api == "v1":
+        return InfluxV1Sink(
+            ix.url,
+            db=str(ix.db),
+            rp=ix.rp,
+            precision=ix.precision,
+            username=ix.username,
+            password=resolve_secret(ix.password_env, ix.password_file, "password"),
+            token=token,
+            gzip=ix.gzip,
+            gzip_level=ix.gzip_level,
+            timeout_s=ix.timeout_s,
+        )
+    return InfluxV2Sink(
+        ix.url,
+        org=ix.org_name,
+        bucket=ix.bucket_name,
+        token=token,
+        gzip=ix.gzip,
+        gzip_level=ix.gzip_level,
+        timeout_s=ix.timeout_s,
+    )
 
 
 def _station_tags(meta: Any) -> StationTags:
@@ -87,6 +128,7 @@ class Historian:
         self._retention_task: asyncio.Task[None] | None = None
         self.lines_written = 0
         self.fields_written = 0
+        self._state_series: dict[tuple[str, str], str] = {}  # active incident -> series
 
     @classmethod
     def from_config(
@@ -109,15 +151,7 @@ class Historian:
         embedded: EmbeddedStore | None = None
         if cfg.influxdb is not None:
             ix = cfg.influxdb
-            sink: Any = InfluxSink(
-                ix.url,
-                org=ix.org,
-                bucket=ix.bucket,
-                token=resolve_token(ix.token_env, ix.token_file),
-                gzip=ix.gzip,
-                gzip_level=ix.gzip_level,
-                timeout_s=ix.timeout_s,
-            )
+            sink: Any = make_influx_sink(ix)
             target, batch, flush = "influxdb", ix.batch_size, ix.flush_interval_s
         else:
             embedded = EmbeddedStore(state / cfg.embedded.path, cfg.embedded.retention_days)
@@ -202,6 +236,31 @@ class Historian:
         payload, lines, fields = self.encoder.derived(arrays, ms(tick_time))
         self._submit(payload, lines, fields)
 
+    def _alarm_tags(self, get: Any) -> dict[str, str]:
+        # One series per incident: its `state` values over time ARE the alarm's timeline
+        # (a state name or cause as a tag would split it into a series per state).
+        return {
+            "site": self.site,
+            "station": str(get("station", "") or get("subject", "")),
+            "alarm": str(get("alarm_id", "") or ""),
+            "finding": str(get("kind", "") or get("finding", "")),
+            "incident": str(get("incident_id", "") or ""),
+        }
+
+    def _alarm_point(self, get: Any, state: str, t: float, changed: bool) -> tuple[str, int]:
+        tags = self._alarm_tags(get)
+        fields = {
+            "state": state_code(state),
+            "severity": SEVERITY_RANK.get(str(get("severity", "") or ""), -1),
+            "value": get("value", None),
+            "priority": get("priority", None),
+            # 1 on a transition (what annotations mark), absent on the per-tick state
+            "changed": 1 if changed else None,
+        }
+        return encode_point("alarm", tags, fields, ms(t)), sum(
+            v is not None for v in fields.values()
+        )
+
     def write_alarm(self, transition: Any) -> None:
         """Measurement `alarm`: one transition (alarms.model.Transition or a like mapping)."""
         get = (
@@ -210,28 +269,45 @@ class Historian:
             else lambda k, d=None: getattr(transition, k, d)
         )
         to_state = str(get("to_state", "") or get("state", ""))
-        severity = str(get("severity", "") or "")
-        kind = str(get("kind", "") or get("finding", ""))
-        station = str(get("station", "") or get("subject", ""))
-        # One series per incident: its `state` values over time ARE the alarm's timeline
-        # (a state name or cause as a tag would split it into a series per state).
-        tags = {
-            "site": self.site,
-            "station": station,
-            "alarm": str(get("alarm_id", "") or ""),
-            "finding": kind,
-            "incident": str(get("incident_id", "") or ""),
-        }
-        fields = {
-            "state": state_code(to_state),
-            "severity": SEVERITY_RANK.get(severity, -1),
-            "value": get("value", None),
-            "priority": get("priority", None),
-        }
         t = get("time", None)
-        line = encode_point("alarm", tags, fields, ms(t if t is not None else time.time()))
+        line, n = self._alarm_point(get, to_state, t if t is not None else time.time(), True)
         if line:
-            self._submit((line + "\n").encode(), 1, sum(v is not None for v in fields.values()))
+            self._submit((line + "\n").encode(), 1, n)
+
+    def write_alarm_states(self, tick_time: float, records: Iterable[Any]) -> None:
+        """Measurement `alarm`, every tick: the state of each alarm that is not normal
+        (alarms.engine.AlarmRecord or alike), on its incident's series, so a state
+        timeline draws bars instead of slivers at the transitions and "active now" is
+        the last point of the last minutes, however long ago the alarm was raised.
+
+        Called every tick, in an alarm storm with a thousand records: each incident's
+        escaped series is built once and kept while the incident is active."""
+        ts = ms(tick_time)
+        lines: list[str] = []
+        fields = 0
+        series: dict[tuple[str, str], str] = {}
+        for rec in records:
+            get = rec.get if isinstance(rec, Mapping) else lambda k, d=None, r=rec: getattr(r, k, d)
+            state = str(get("state", "") or "")
+            if state in ("", "normal") or get("since", None) == tick_time:
+                continue  # normal, or changed this tick: its transition point is written
+            key = (str(get("alarm_id", "") or ""), str(get("incident_id", "") or ""))
+            head = self._state_series.get(key)
+            if head is None:
+                head = "alarm" + tag_set(self._alarm_tags(get))
+            series[key] = head
+            parts = [f"state={state_code(state)}"]
+            parts.append(f"severity={SEVERITY_RANK.get(str(get('severity', '') or ''), -1)}")
+            for name in ("value", "priority"):
+                v = get(name, None)
+                if v is not None and math.isfinite(v):
+                    parts.append(f"{name}={format_float(v)}")
+            parts.sort()
+            lines.append(f"{head} {','.join(parts)} {ts}")
+            fields += len(parts)
+        self._state_series = series  # only the incidents still active
+        if lines:
+            self._submit(("\n".join(lines) + "\n").encode(), len(lines), fields)
 
     def write_dispatch(self, entry: Any) -> None:
         """Measurement `dispatch`: one dispatch-log row (alarms.dispatch_log.LogEntry) of
@@ -305,4 +381,15 @@ class Historian:
 
     @property
     def connected(self) -> bool:
-        return self.forwarder.outage_since is None
+        """The database takes our writes (neither unreachable nor refusing our config)."""
+        return self.forwarder.outage_since is None and self.forwarder.config_error is None
+
+    @property
+    def config_error(self) -> str | None:
+        """The database's refusal of our settings and what to change; None when fine."""
+        return self.forwarder.config_error
+
+    @property
+    def server(self) -> str | None:
+        """What the start-up check found (server, version, API, target), once it ran."""
+        return self.forwarder.server

@@ -1,9 +1,17 @@
 """What the forwarder delivers batches to, and how a failed delivery is classified.
 
-A sink either takes a batch, or raises `RetryableError` (the database is down, slow,
-or refusing us for a reason that a person can fix: keep the batch and retry) or
-`RejectedError` (the database says this batch can never be written: retrying would
-block the queue forever, so the forwarder drops it, counts it and logs it).
+A sink either takes a batch, or raises one of:
+- `RetryableError`: the database is unreachable (network error, timeout, HTTP 5xx, 429):
+  keep the batch and retry;
+- `ConfigurationError` (a RetryableError): the server answered but refuses our settings
+  (wrong API, credentials, database, bucket or retention policy): keep the batch, report
+  a configuration error once with the server's answer, retry until a person fixes it;
+- `RejectedError`: the database says this batch can never be written: retrying would
+  block the queue forever, so the forwarder drops it, counts it and logs it.
+
+A sink may also offer `check() -> str`: ask the server, at start, whether it speaks the
+configured API and accepts our credentials and target (a description when it does, one
+of the errors above when not).
 """
 
 from __future__ import annotations
@@ -17,6 +25,10 @@ class SinkError(Exception):
 
 class RetryableError(SinkError):
     """Keep the batch; try again after a backoff."""
+
+
+class ConfigurationError(RetryableError):
+    """The server is up and says our config is wrong (4xx): a person must fix it."""
 
 
 class RejectedError(SinkError):

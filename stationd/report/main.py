@@ -4,7 +4,8 @@
     stationd report --from 2026-11-01 --to 2026-11-20            # both slots, each day
     stationd report --source vm --url http://127.0.0.1:8428 --date 2026-11-20 --at 17:00
 
-Reads the history (embedded store by default, see data.py), the alarm side's files under
+Reads the history from the store `historian:` configures (the embedded store, InfluxDB
+through InfluxQL, or VictoriaMetrics; `--source` overrides), the alarm side's files under
 the state dir, and writes CSV, XLSX and HTML into --out-dir (default <state>/reports).
 A backfill prints one progress line per report on stderr. Exit code: 0 done, 1 a report
 failed, 2 bad arguments, config or a missing history store.
@@ -23,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from stationd import state
+from stationd.historian.reader import READER_KINDS
 from stationd.report.build import build_report, write_report
 from stationd.report.data import open_source
 from stationd.report.period import SLOTS, Period, days, period_for
@@ -44,8 +46,13 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--at", choices=sorted(SLOTS), default=None, help="report slot (default: both)")
     p.add_argument("--from", dest="date_from", type=date.fromisoformat, default=None)
     p.add_argument("--to", dest="date_to", type=date.fromisoformat, default=None)
-    p.add_argument("--source", choices=("auto", "embedded", "vm"), default="auto")
-    p.add_argument("--url", default=None, help="VictoriaMetrics URL for --source vm")
+    p.add_argument(
+        "--source",
+        choices=READER_KINDS,
+        default="auto",
+        help="history store (default: as historian: is configured)",
+    )
+    p.add_argument("--url", default=None, help="server URL for --source influxql or vm")
     p.set_defaults(func=report_main)
     return p
 
@@ -96,7 +103,7 @@ def report_main(args: argparse.Namespace) -> int:
     try:
         periods = _periods(args, tz, time.time())
         source = open_source(cfg, state_dir, args.source, args.url)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"stationd report: {e}", file=sys.stderr)
         return 2
     backfill = len(periods) > 1
